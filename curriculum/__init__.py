@@ -1,0 +1,1 @@
+"""Turns per-example scores into per-epoch sampling distributions."""

@@ -1,0 +1,14 @@
+"""Test setup: JAX on CPU with 4 fake devices, so sharding code paths run without accelerators."""
+
+import os
+
+# Must be set before jax is imported anywhere.
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax
+
+jax.config.update("jax_default_matmul_precision", "highest")

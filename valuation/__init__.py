@@ -1,0 +1,1 @@
+"""Scores for training examples (TracIn, metadata, loss, LiSSA); knows nothing of curriculum."""
