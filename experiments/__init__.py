@@ -1,0 +1,1 @@
+"""Experiment scripts (run, sweep, report, benchmarks) and the small modules they share."""

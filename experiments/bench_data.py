@@ -1,0 +1,68 @@
+"""Data throughput: procedural-world builds, GameFormer npz writes and reads, cache memory-map loads.
+
+    python experiments/bench_data.py [--n 7148] [--out runs/bench/data.json]
+
+The default n is the paper's split sizes together (5,148 + 1,000 + 1,000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments import benchlib
+from gf_jax.data import gameformer_npz, store, synthetic
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--n", type=int, default=7148, help="scenarios to build (default: paper total)")
+    p.add_argument("--npz-n", type=int, default=1000, help="scenarios written/read as npz files")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/bench/data.json")
+    args = p.parse_args(argv)
+
+    rows = []
+    t, world = benchlib.timed(
+        lambda: synthetic.generate(args.n, seed=args.seed, noise_fraction=0.05)
+    )
+    rows.append({"stage": "synthetic.generate", "n": args.n, "seconds": t, "scn_per_s": args.n / t})
+
+    subset = world.subset(range(min(args.npz_n, len(world))))
+    m = len(subset)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "npz"
+        t, _ = benchlib.timed(lambda: gameformer_npz.write_folder(subset, folder))
+        rows.append({"stage": "npz write", "n": m, "seconds": t, "scn_per_s": m / t})
+        t, _ = benchlib.timed(lambda: gameformer_npz.read_folder(folder), repeats=2)
+        rows.append({"stage": "npz read", "n": m, "seconds": t, "scn_per_s": m / t})
+
+        cache = Path(tmp) / "cache"
+        t, _ = benchlib.timed(lambda: store.save(world, cache))
+        rows.append({"stage": "cache write", "n": args.n, "seconds": t, "scn_per_s": args.n / t})
+
+        def touch_all():
+            s = store.load(cache)
+            return sum(float(a[:, ..., 0].sum()) for a in s.arrays.values())
+
+        t, _ = benchlib.timed(lambda: store.load(cache), repeats=3)
+        rows.append(
+            {"stage": "cache mmap open", "n": args.n, "seconds": t, "scn_per_s": args.n / t}
+        )
+        t, _ = benchlib.timed(touch_all, repeats=2)
+        rows.append(
+            {"stage": "cache mmap read all", "n": args.n, "seconds": t, "scn_per_s": args.n / t}
+        )
+
+    print(benchlib.table(rows, ["stage", "n", "seconds", "scn_per_s"]))
+    path = benchlib.write_record(args.out, "data", rows, vars(args))
+    print(f"wrote {path}")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()

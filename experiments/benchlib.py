@@ -1,0 +1,64 @@
+"""Shared helpers for `bench_*.py`: wall-clock timing, a printed table, and a JSON record.
+
+Benchmarks report ratios measured within one run; absolute times depend on the machine and are
+recorded with a description of it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gf_jax import atomic
+
+
+def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
+    """Best wall time over `repeats` calls of fn (seconds) and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        import jax
+
+        info["jax"] = jax.__version__
+        info["devices"] = [str(d) for d in jax.devices()]
+    except Exception:  # a data-only benchmark must not need a working JAX backend
+        pass
+    return info
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """A plain-text table of `rows` (dicts) with the given columns."""
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(out)
+
+
+def write_record(path: str | os.PathLike, name: str, rows: list[dict], config: dict) -> Path:
+    """Writes {benchmark, config, machine, rows} as JSON, atomically."""
+    record = {"benchmark": name, "config": config, "machine": machine(), "rows": rows}
+    return atomic.write_json(path, record)
