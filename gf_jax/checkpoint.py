@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +54,84 @@ def restore_params(directory: str | os.PathLike) -> tuple[Any, dict]:
     params = jax.tree.map(jnp.asarray, restored)
     metadata = json.loads((directory / METADATA_FILE).read_text())
     return params, metadata
+
+
+# ----------------------------------------------------------------------------- training runs
+
+
+def _leaves_dict(tree: Any) -> dict[str, np.ndarray]:
+    """Optimizer state as {leaf_00000: array, ...}: orbax never has to rebuild optax's tuples."""
+    return {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(tree))}
+
+
+def _from_leaves_dict(flat: dict[str, Any], like: Any) -> Any:
+    treedef = jax.tree.structure(like)
+    if len(flat) != treedef.num_leaves:
+        raise ValueError(
+            f"checkpoint holds {len(flat)} optimizer leaves, expected {treedef.num_leaves} "
+            "(saved with another model or optimizer?)"
+        )
+    return jax.tree.unflatten(treedef, [flat[f"leaf_{i:05d}"] for i in range(len(flat))])
+
+
+class CheckpointStore:
+    """Per-epoch training checkpoints of one run: `epoch_NNN/` folders plus `best/`.
+
+    An epoch's folder holds the params, the optimizer state and metadata (0-based epoch, global
+    step, learning rate, metric history). With `keep_all` every epoch is kept (reference runs:
+    TracIn needs each checkpoint with its learning rate); otherwise only the latest. `best/`
+    holds the parameters of the best validation epoch. Writes are atomic, so `epochs()` lists
+    only complete checkpoints.
+    """
+
+    def __init__(self, root: str | os.PathLike, *, keep_all: bool = False):
+        self.root = Path(root)
+        self.keep_all = keep_all
+
+    def path(self, epoch: int | str) -> Path:
+        return self.root / "best" if epoch == "best" else self.root / f"epoch_{int(epoch):03d}"
+
+    def epochs(self) -> list[int]:
+        """0-based epochs with a complete checkpoint, ascending."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            int(p.name[6:])
+            for p in self.root.glob("epoch_*")
+            if p.name[6:].isdigit() and (p / METADATA_FILE).exists()
+        )
+
+    def latest(self) -> int | None:
+        found = self.epochs()
+        return found[-1] if found else None
+
+    def clear(self) -> None:
+        if self.root.exists():
+            shutil.rmtree(self.root)
+
+    def save(
+        self, epoch: int, params: Any, opt_state: Any, metadata: dict, *, is_best: bool
+    ) -> Path:
+        """Writes the epoch's state, updates `best/`, and prunes older epochs unless keep_all."""
+        meta = {**metadata, "epoch": epoch}
+        state = {"params": params, "opt_state": _leaves_dict(jax.device_get(opt_state))}
+        path = save_params(self.path(epoch), state, meta)
+        if is_best:
+            save_params(self.path("best"), {"params": params}, meta)
+        if not self.keep_all:
+            for e in self.epochs():
+                if e < epoch:
+                    shutil.rmtree(self.path(e), ignore_errors=True)
+        return path
+
+    def restore(self, epoch: int, opt_state_like: Any) -> tuple[Any, Any, dict]:
+        """(params, optimizer state in the structure of `opt_state_like`, metadata) of an epoch."""
+        state, meta = restore_params(self.path(epoch))
+        return state["params"], _from_leaves_dict(state["opt_state"], opt_state_like), meta
+
+    def params(self, epoch: int | str) -> Any:
+        """The parameters saved at a 0-based epoch, or at "best"."""
+        return restore_params(self.path(epoch))[0]["params"]
+
+    def metadata(self, epoch: int | str) -> dict:
+        return json.loads((self.path(epoch) / METADATA_FILE).read_text())

@@ -1,0 +1,147 @@
+"""Training: learning happens, runs are reproducible, resume is exact, failures are clear."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from gf_jax import checkpoint, train
+from gf_jax import mesh as mesh_lib
+from gf_jax.config import get_preset
+
+EPOCHS = 3
+
+
+@pytest.fixture(scope="module")
+def preset():
+    p = get_preset("tiny")
+    t = dataclasses.replace(
+        p.train, epochs=EPOCHS, batch_size=8, eval_batch_size=8, lr_milestones=(2,)
+    )
+    return dataclasses.replace(p, train=t)
+
+
+@pytest.fixture(scope="module")
+def data():
+    import conftest
+
+    return conftest.make_scenarios(20, seed=3), conftest.make_scenarios(8, seed=4)
+
+
+def _strip(history):
+    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in history]
+
+
+def _fit(preset, data, workdir, **kw):
+    tr, va = data
+    kw.setdefault("progress", False)
+    return train.fit(preset, tr, va, va, workdir=workdir, **kw)
+
+
+def test_loss_decreases_and_outputs_written(tmp_path, preset, data):
+    p = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=6))
+    out = _fit(p, data, tmp_path, keep_all_checkpoints=True)
+    hist = out.result["history"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 6
+    result = json.loads((tmp_path / "result.json").read_text())
+    for k in (
+        "plan_ade",
+        "plan_fde",
+        "plan_ahe",
+        "pred_ade",
+        "pred_fde",
+        "best_epoch",
+        "history",
+        "config",
+    ):
+        assert k in result
+    assert "plan_ade" in result["test"]
+    assert json.loads((tmp_path / "config.json").read_text())["preset"]["name"] == "tiny"
+    # Every epoch's checkpoint is kept with its learning rate (TracIn needs them).
+    store = checkpoint.CheckpointStore(tmp_path / "checkpoints", keep_all=True)
+    epochs = store.epochs()
+    assert epochs == list(range(6))
+    lrs = [store.metadata(e)["lr"] for e in epochs]
+    assert lrs == [p.train.lr_at_epoch(e) for e in range(6)]
+
+
+def test_same_seed_is_bit_identical(tmp_path, preset, data):
+    a = _fit(preset, data, tmp_path / "a")
+    b = _fit(preset, data, tmp_path / "b")
+    assert _strip(a.result["history"]) == _strip(b.result["history"])
+    for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_after_kill_equals_uninterrupted(tmp_path, preset, data):
+    full = _fit(preset, data, tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        _fit(preset, data, tmp_path / "cut", _stop_after_epoch=1)
+    assert not (tmp_path / "cut" / "result.json").exists()
+    resumed = _fit(preset, data, tmp_path / "cut", resume=True)
+    assert _strip(resumed.result["history"]) == _strip(full.result["history"])
+    for x, y in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+def test_four_devices_match_one(tmp_path, preset, data):
+    assert jax.device_count() == 4
+    p = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=2))
+    one = _fit(p, data, tmp_path / "one", mesh=mesh_lib.data_mesh(jax.devices()[:1]))
+    four = _fit(p, data, tmp_path / "four", mesh=mesh_lib.data_mesh())
+    for r1, r4 in zip(one.result["history"], four.result["history"], strict=True):
+        assert r1["train_loss"] == pytest.approx(r4["train_loss"], rel=1e-4)
+        assert r1["val_plan_ade"] == pytest.approx(r4["val_plan_ade"], rel=1e-4)
+
+
+def test_nan_stops_with_message_and_keeps_last_good_checkpoint(tmp_path, preset, data):
+    tr, va = data
+    bad = tr.subset(np.arange(len(tr)))
+    bad.arrays["ego_agent_future"][5, 10, 0] = np.nan
+
+    def sampling(epoch):
+        p = np.ones(len(bad))
+        p[5] = 1.0 if epoch >= 1 else 0.0  # the poisoned example only from epoch 2 on
+        return p
+
+    with pytest.raises(train.TrainingError, match=r"non-finite loss .* at epoch 2, step \d+"):
+        train.fit(preset, bad, va, workdir=tmp_path, sampling=sampling, progress=False)
+    store = checkpoint.CheckpointStore(tmp_path / "checkpoints")
+    assert store.latest() == 0
+
+
+def test_lock_refuses_second_writer_and_finished_run_is_kept(tmp_path, preset, data):
+    with train.workdir_lock(tmp_path), pytest.raises(train.TrainingError, match="in use"):
+        _fit(preset, data, tmp_path)
+    p = dataclasses.replace(preset, train=dataclasses.replace(preset.train, epochs=1))
+    _fit(p, data, tmp_path / "done")
+    with pytest.raises(train.TrainingError, match="--overwrite"):
+        _fit(p, data, tmp_path / "done")
+    _fit(p, data, tmp_path / "done", overwrite=True)
+
+
+def test_epoch_indices_modes():
+    u = train.epoch_indices(10, 0, 0, None)
+    assert sorted(u) == list(range(10))
+    assert not np.array_equal(u, train.epoch_indices(10, 1, 0, None))
+    sub = train.epoch_indices(10, 0, 0, np.array([2, 5, 7]))
+    assert sorted(sub) == [2, 5, 7]
+    p = np.zeros(10)
+    p[3] = 1.0
+    w = train.epoch_indices(10, 0, 0, lambda e: p)
+    assert len(w) == 10 and set(w) == {3}
+    with pytest.raises(ValueError, match="probabilities"):
+        train.epoch_indices(10, 0, 0, lambda e: -np.ones(10))
+
+
+def test_padded_last_batch_has_zero_weight(scenarios):
+    s = scenarios(5)
+    got = list(train.batches(s, np.array([4, 1, 3, 0, 2]), 4, 10))
+    assert [b[1].tolist() for b in got] == [[1, 1, 1, 1], [1, 0, 0, 0]]
+    np.testing.assert_array_equal(got[0][0]["map_lanes"], s.arrays["lanes"][[4, 1, 3, 0]])
+    np.testing.assert_array_equal(got[1][0]["ego_agent_future"][0], s.arrays["ego_agent_future"][2])
