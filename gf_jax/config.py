@@ -135,7 +135,9 @@ PRESETS: dict[str, Preset] = {
         "cpu",
         ModelConfig(dim=64, heads=4, ffn_dim=256, encoder_layers=2, decoder_levels=1),
         DataConfig(n_train=1024, n_val=200, n_test=200),
-        TrainConfig(epochs=20, batch_size=32),
+        # 64 steps per epoch instead of the paper's 161: a smaller batch and a 3x learning rate
+        # let the scaled-down run learn within 20 epochs (measured: val plan ADE below CV).
+        TrainConfig(epochs=20, batch_size=16, learning_rate=3e-4),
     ),
     "tiny": Preset(
         "tiny",
