@@ -1,0 +1,10 @@
+"""The procedural driving world behind `gf_jax.data.synthetic` (private; import the public module).
+
+Pipeline for a chunk of scenarios, all vectorised over scenarios with numpy:
+`recipes` (what each scenario should show: a `plan.Plan`) -> `roads` + `conflicts` (lane graph,
+routes, crosswalks, who follows and who yields to whom) -> `population` (vehicles, cyclists,
+pedestrians, the ego among them) -> `traffic` (car following, MOBIL lane changes, `signals`,
+yielding, pedestrians) -> `labels` (scenario types from what happened) -> `features` (the GameFormer
+layout) -> `noise` (label-noise injection). `cities` holds the four city styles, `draws` the
+per-scenario random streams and `geometry` the batched polyline helpers.
+"""

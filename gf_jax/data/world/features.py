@@ -1,0 +1,284 @@
+"""From simulated states to the GameFormer feature layout (see `gf_jax.data.schema` and
+research/nuplan_data.md section 5).
+
+Poses come from the routes in the flat layout frame, then the roads are bent (city curvature),
+left-hand cities mirrored, and everything expressed in the ego frame at the present (origin = ego
+rear axle). Then the nuPlan / GameFormer recipe: the agents observed now within sensor range, the
+nearest 20 first; past frames where an agent was not observed back-filled with its nearest later
+state; the Savitzky-Golay yaw-rate quirk; futures zero where unobserved (out of sensor range, or
+gone from the simulated roads). Map pieces with a vertex inside the 60 m square, nearest vertex
+first, point headings from the step to the next point (the last repeats); the traffic-light one-hot
+is green / yellow / red on the connectors of signalised junctions and unknown elsewhere (nuPlan's
+encoder never emits yellow; we keep it). Crosswalks are closed rings; route lanes are the lanes of
+the ego route's roadblocks in view, from the first in view up to the first gap.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gf_jax.data import schema
+from gf_jax.data.world import signals
+from gf_jax.data.world.geometry import (
+    bend,
+    bend_heading,
+    index_resample,
+    polyline_heading,
+    polyline_pose,
+    wrap_angle,
+)
+from gf_jax.data.world.plan import Plan
+from gf_jax.data.world.population import (
+    BICYCLE,
+    EGO_REAR_AXLE_TO_CENTER,
+    Peds,
+    Vehicles,
+)
+from gf_jax.data.world.roads import Roads, pose
+from gf_jax.data.world.traffic import DT, PRESENT_STEP, WARMUP_STEPS, Record
+
+MAP_RADIUS = 60.0
+FIRST, LAST = WARMUP_STEPS - 1, PRESENT_STEP + schema.FUTURE_STEPS + 1  # frames incl. margins
+P = PRESENT_STEP - FIRST  # index of the present among the extracted frames
+NOW = slice(1, P + 1)  # past frames (21) among the extracted ones
+FUT = slice(P + 1, P + 1 + schema.FUTURE_STEPS)
+
+
+def vehicle_poses(
+    plan: Plan, roads: Roads, rec: Record, frames: slice, agents=slice(None), rows=None
+):
+    """World poses of vehicles: xy [..., F, 2] and heading [..., F] at the given steps, with the
+    lateral offset and yaw of lane changes.
+
+    `agents` is a slice (all scenarios, giving [N, K, F]) or indices; with `rows` (scenario indices
+    of the same shape, e.g. [M]) the result is [M, F], else `agents` is [N, K] per scenario."""
+    n = rec.s.shape[1]
+    if isinstance(agents, slice):
+        rows = np.arange(n)[:, None]
+        get = lambda a: np.moveaxis(a[frames, :, agents], 0, -1)  # noqa: E731
+    else:
+        rows = np.arange(n)[:, None] if rows is None else rows
+        get = lambda a: np.moveaxis(a[frames][:, rows, agents], 0, -1)  # noqa: E731
+    route = get(rec.route).astype(np.int64)
+    s = get(rec.s)
+    r = rows.reshape(rows.shape + (1,) * (route.ndim - rows.ndim))
+    xy, h = pose(roads, r, route, s.astype(np.float64))
+    d, slope = get(rec.d), get(rec.slope)
+    xy = xy + d[..., None] * np.stack([-np.sin(h), np.cos(h)], -1)
+    h = h + np.arctan(slope)
+    rk = rows.reshape(-1)
+    return _to_world(plan.kappa[rk], plan.left_hand[rk], xy, h)
+
+
+def ped_poses(
+    plan: Plan, peds: Peds, rec: Record, frames: slice, rows: np.ndarray, sel: np.ndarray
+):
+    """World poses of pedestrians sel (scenario indices `rows`, both [M]) along their paths:
+    xy [M, F, 2], heading [M, F]."""
+    ps = rec.ped_s[frames][:, rows, sel].T  # [M, F]
+    xy, h = polyline_pose(peds.path[rows, sel], ps)
+    return _to_world(plan.kappa[rows], plan.left_hand[rows], xy, h)
+
+
+def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sensor_range: float):
+    """The seven GameFormer arrays for a chunk, float32 with a leading N axis."""
+    n, A = veh.s.shape
+    frames = slice(FIRST, LAST + 1)
+    # Ego rear axle, and the ego frame at the present.
+    ego_xy, ego_h = vehicle_poses(plan, roads, rec, frames, slice(0, 1))
+    e_h = ego_h[:, 0]
+    e_xy = ego_xy[:, 0] - EGO_REAR_AXLE_TO_CENTER * np.stack([np.cos(e_h), np.sin(e_h)], -1)
+    o, oh = e_xy[:, P], e_h[:, P]
+    c, s_ = np.cos(oh)[:, None], np.sin(oh)[:, None]
+
+    def to_ego(p):  # [N, ..., 2] world -> ego frame (broadcast over middle axes)
+        shp = (n,) + (1,) * (p.ndim - 2)
+        dx = p[..., 0] - o[:, 0].reshape(shp)
+        dy = p[..., 1] - o[:, 1].reshape(shp)
+        cc, ss = c.reshape(shp), s_.reshape(shp)
+        return np.stack([cc * dx + ss * dy, -ss * dx + cc * dy], -1)
+
+    def rot(vec, ang):  # rotate vectors by -ang (into a frame with heading ang)
+        ca, sa = np.cos(ang), np.sin(ang)
+        return np.stack(
+            [ca * vec[..., 0] + sa * vec[..., 1], -sa * vec[..., 0] + ca * vec[..., 1]], -1
+        )
+
+    out = {}
+    # ---- ego ---------------------------------------------------------------------------------------
+    ep = to_ego(e_xy)
+    eh = wrap_angle(e_h - oh[:, None])
+    vel = np.gradient(e_xy, DT, axis=1)
+    acc = np.gradient(vel, DT, axis=1)
+    ego_past = np.concatenate(
+        [ep[:, NOW], eh[:, NOW, None], rot(vel, e_h)[:, NOW], rot(acc, e_h)[:, NOW]], -1
+    )
+    ego_past[:, -1, :3] = 0.0
+    out["ego_agent_past"] = ego_past
+    out["ego_agent_future"] = np.concatenate([ep[:, FUT], eh[:, FUT, None]], -1)
+
+    # ---- neighbours: the nearest agents observed now -----------------------------------------------
+    now = slice(PRESENT_STEP, PRESENT_STEP + 1)
+    n_peds = peds.s.shape[1]
+    v_now, _ = vehicle_poses(plan, roads, rec, now)
+    p_rows, p_sel = np.repeat(np.arange(n), n_peds), np.tile(np.arange(n_peds), n)
+    p_now, _ = ped_poses(plan, peds, rec, now, p_rows, p_sel)
+    p_now = p_now.reshape(n, n_peds, 1, 2)
+    xy_now = np.concatenate([v_now[:, 1:, 0], p_now[:, :, 0]], 1)  # others: vehicles 1.., then peds
+    ok_now = np.concatenate([rec.active[PRESENT_STEP, :, 1:], peds.ok], 1)
+    d_now = np.sqrt(((xy_now - o[:, None]) ** 2).sum(-1))
+    present = ok_now & (d_now <= sensor_range)
+    order = np.argsort(np.where(present, d_now, np.inf), axis=1, kind="stable")[
+        :, : schema.NUM_NEIGHBORS
+    ]
+    real = np.take_along_axis(present, order, 1)  # [N, 20]
+    is_ped = order >= A - 1
+    gi = np.arange(n)[:, None]
+    vsel = np.where(is_ped, 1, order + 1)
+    psel = np.where(is_ped, order - (A - 1), 0)
+    # Tracks of the selected agents only: vehicles along their routes, pedestrians on their paths.
+    n_fr = frames.stop - frames.start
+    nxy = np.zeros((n, schema.NUM_NEIGHBORS, n_fr, 2))
+    nh = np.zeros((n, schema.NUM_NEIGHBORS, n_fr))
+    act = np.zeros((n, schema.NUM_NEIGHBORS, n_fr), bool)
+    vn, vk = np.nonzero(~is_ped & real)
+    if len(vn):
+        nxy[vn, vk], nh[vn, vk] = vehicle_poses(plan, roads, rec, frames, vsel[vn, vk], rows=vn)
+        act[vn, vk] = rec.active[frames][:, vn, vsel[vn, vk]].T
+    pn, pk = np.nonzero(is_ped & real)
+    if len(pn):
+        nxy[pn, pk], nh[pn, pk] = ped_poses(plan, peds, rec, frames, pn, psel[pn, pk])
+        act[pn, pk] = peds.ok[pn, psel[pn, pk]][:, None]
+    nseen = act & (np.sqrt(((nxy - e_xy[:, None]) ** 2).sum(-1)) <= sensor_range)
+    nvel = np.gradient(nxy, DT, axis=2)
+    # Past: frames without an observation repeat the nearest later observed one.
+    past_seen = nseen[:, :, NOW]
+    t_idx = np.arange(past_seen.shape[-1])
+    later = np.where(past_seen, t_idx, past_seen.shape[-1] - 1)
+    fill = np.minimum.accumulate(later[..., ::-1], axis=-1)[..., ::-1] + NOW.start  # [N, 20, 21]
+    g = lambda a: np.take_along_axis(a, fill.reshape(fill.shape + (1,) * (a.ndim - 3)), 2)  # noqa: E731
+    pxy, ph, pvel = to_ego(g(nxy)), g(nh), g(nvel)
+    ph_rel = wrap_angle(ph - oh[:, None, None])
+    pv = rot(pvel, oh[:, None, None])
+    yaw = _yaw_rate(ph)
+    vi = np.clip(vsel, 0, A - 1)
+    nl = np.where(is_ped, peds.size[gi, psel], veh.length[gi, vi])
+    nw = np.where(is_ped, peds.size[gi, psel], veh.width[gi, vi])
+    ncls = np.where(is_ped, 1, np.where(veh.kind[gi, vi] == BICYCLE, 2, 0))
+    onehot = np.eye(3)[ncls]  # [N, 20, 3]
+    shape = ph.shape
+    feats = np.concatenate(
+        [pxy, ph_rel[..., None], pv, yaw[..., None], np.broadcast_to(nl[:, :, None, None], (*shape, 1)),
+         np.broadcast_to(nw[:, :, None, None], (*shape, 1)), np.broadcast_to(onehot[:, :, None, :], (*shape, 3))],
+        -1,
+    )  # fmt: skip
+    out["neighbor_agents_past"] = feats * real[:, :, None, None]
+    fut = np.concatenate(
+        [to_ego(nxy[:, :, FUT]), wrap_angle(nh[:, :, FUT] - oh[:, None, None])[..., None]], -1
+    )
+    fut_ok = nseen[:, :, FUT] & real[:, :, None]
+    out["neighbor_agents_future"] = fut * fut_ok[..., None]
+
+    # ---- map -----------------------------------------------------------------------------------------
+    st, _ = signals.states(plan.green, plan.offset, PRESENT_STEP * DT)
+    out.update(_map(plan, roads, o, to_ego, st))
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+
+
+def _yaw_rate(h):
+    """nuPlan's approximate_derivatives_tensor on unwrapped headings [..., 21] (window 3, order 2):
+    central differences over 2 dt inside, plain one-step differences (not divided by dt) at the ends."""
+    u = np.unwrap(h, axis=-1)
+    out = np.empty_like(u)
+    out[..., 1:-1] = (u[..., 2:] - u[..., :-2]) / (2 * DT)
+    out[..., 0] = u[..., 1] - u[..., 0]
+    out[..., -1] = u[..., -1] - u[..., -2]
+    return out
+
+
+def _to_world(kappa: np.ndarray, left_hand: np.ndarray, xy, h=None):
+    """Flat layout points [R, ..., 2] (and headings [R, ...]) of rows with curvature kappa [R] and
+    handedness left_hand [R] -> world: bent (only rows on curved roads), then mirrored for
+    left-hand cities."""
+    xy = np.array(xy, dtype=float)
+    h = None if h is None else np.array(h, dtype=float)
+    curved = np.nonzero(kappa != 0)[0]
+    if len(curved):
+        k = kappa[curved].reshape((-1,) + (1,) * (xy.ndim - 2))
+        flat_xy = xy[curved]
+        if h is not None:
+            h[curved] = bend_heading(h[curved], flat_xy, k)
+        xy[curved] = bend(flat_xy, k)
+    mirror = np.nonzero(left_hand)[0]
+    if len(mirror):
+        xy[mirror, ..., 1] *= -1
+        if h is not None:
+            h[mirror] *= -1
+    return xy if h is None else (xy, h)
+
+
+def _nearest(pts, ok, origin, k):
+    """Polylines [N, L, P, 2] (world) with a vertex in the square around origin [N, 2], sorted by
+    their nearest vertex, the first k: (indices [N, k], valid [N, k], in-square [N, L])."""
+    d = (pts - origin[:, None, None, :]).astype(np.float32)
+    dx, dy = d[..., 0], d[..., 1]
+    in_sq = ok & ((np.abs(dx) <= MAP_RADIUS) & (np.abs(dy) <= MAP_RADIUS)).any(-1)
+    dmin = np.where(in_sq, (dx * dx + dy * dy).min(-1), np.inf)
+    order = np.argsort(dmin, axis=1, kind="stable")[:, :k]
+    valid = np.take_along_axis(in_sq, order, 1)
+    if order.shape[1] < k:
+        pad = k - order.shape[1]
+        order = np.pad(order, ((0, 0), (0, pad)))
+        valid = np.pad(valid, ((0, 0), (0, pad)))
+    return order, valid, in_sq
+
+
+def _rows(arr: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """arr[n, idx[n, k]] for arr [N, L, ...] and idx [N, K] (a flat gather, faster than
+    take_along_axis for trailing axes)."""
+    n, ln = arr.shape[:2]
+    return arr.reshape(n * ln, *arr.shape[2:])[idx + np.arange(n)[:, None] * ln]
+
+
+def _polylines(pts_world, order, valid, to_ego, points, extra=None):
+    """The selected polylines resampled to `points` points by vertex index (GameFormer's
+    interpolation), in the ego frame, with point headings (and extra channels), zero where not
+    valid."""
+    sel = to_ego(index_resample(_rows(pts_world, order), points))
+    head = polyline_heading(sel)[..., None]
+    cols = [sel, head] + ([extra] if extra is not None else [])
+    arr = np.concatenate([np.broadcast_to(c, (*sel.shape[:3], c.shape[-1])) for c in cols], -1)
+    return arr * valid[:, :, None, None]
+
+
+def _map(plan: Plan, roads: Roads, origin, to_ego, st):
+    n = origin.shape[0]
+    # Map pieces are stored as their raw vertices (as in nuPlan's map): the square test and the
+    # nearest-vertex distance use them; the selected pieces are resampled to 50 points.
+    pieces = _to_world(plan.kappa, plan.left_hand, roads.map_xy)
+    order, valid, in_sq = _nearest(pieces, roads.map_ok, origin, schema.NUM_LANES)
+    grp = np.take_along_axis(roads.map_group, order, 1)
+    state = np.take_along_axis(st, np.maximum(grp, 0), 1)
+    code = np.where(grp >= 0, state, 3)  # GREEN 0, YELLOW 1, RED 2, unknown 3
+    tl = np.eye(4)[code][:, :, None, :]  # [N, 40, 1, 4]
+    tl = np.broadcast_to(tl, (n, schema.NUM_LANES, schema.LANE_POINTS, 4))
+    lanes = _polylines(pieces, order, valid, to_ego, schema.LANE_POINTS, tl)
+
+    rings = _to_world(plan.kappa, plan.left_hand, roads.cw_ring)
+    c_order, c_valid, _ = _nearest(rings, roads.cw_ok, origin, schema.NUM_CROSSWALKS)
+    crosswalks = _polylines(rings, c_order, c_valid, to_ego, schema.CROSSWALK_POINTS)
+
+    # Route: the ego route's roadblocks in driving order, from the first one in view up to the
+    # first one out of view; their lanes, nearest first.
+    rbs = roads.ego_rbs  # [N, B]
+    match = (roads.map_rb[:, None, :] == rbs[:, :, None]) & (rbs[:, :, None] >= 0)  # [N, B, L]
+    rb_in = (match & in_sq[:, None, :]).any(-1)
+    first = np.argmax(rb_in, 1)
+    after = np.arange(rbs.shape[1])[None] >= first[:, None]
+    gap = after & ~rb_in
+    stop = np.where(gap.any(1), np.argmax(gap, 1), rbs.shape[1])
+    keep_rb = rb_in & after & (np.arange(rbs.shape[1])[None] < stop[:, None])
+    on_route = (match & keep_rb[:, :, None]).any(1) & in_sq  # [N, L]
+    r_order, r_valid, _ = _nearest(pieces, on_route, origin, schema.NUM_ROUTE_LANES)
+    route_lanes = _polylines(pieces, r_order, r_valid, to_ego, schema.ROUTE_POINTS)
+    return {"lanes": lanes, "crosswalks": crosswalks, "route_lanes": route_lanes}

@@ -1,0 +1,436 @@
+"""Who is on the road at the start: vehicles in lane streams, the ego among them, pedestrians.
+
+Every lane is a stream of candidate vehicles placed bumper to bumper from its stop line (inbound),
+from the junction exit (outbound) or from the end of the acceleration lane (ramp): queued at a red
+light, otherwise at car-following headways for the city's density. The ego takes a given place in
+its stream. The candidates nearest the ego fill the fixed number of vehicle slots (slot 0 = ego).
+Pedestrians either cross at a crosswalk (approach on the sidewalk, wait at the curb, cross) or
+walk along a sidewalk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from gf_jax.data.world import signals
+from gf_jax.data.world.cities import city_table
+from gf_jax.data.world.draws import Draws
+from gf_jax.data.world.geometry import cumulative_length
+from gf_jax.data.world.plan import Plan
+from gf_jax.data.world.roads import Roads, allowed_speed, pose
+
+N_VEHICLES = 32
+N_PEDS = 8
+K_IN, K_OUT, K_RAMP = 8, 4, 4
+EGO_LENGTH, EGO_WIDTH = 5.176, 2.297  # Chrysler Pacifica, nuPlan's ego
+EGO_MAX_START = 150.0  # farthest start of the ego from its lane's reference point (m)
+EGO_REAR_AXLE_TO_CENTER = EGO_LENGTH / 2 - 1.127
+CAR, PEDESTRIAN, BICYCLE = 0, 1, 2
+
+
+@dataclasses.dataclass
+class Vehicles:
+    """Initial state and driver parameters [N, A]; slot 0 is the ego."""
+
+    ok: np.ndarray
+    route: np.ndarray
+    s: np.ndarray
+    v: np.ndarray
+    length: np.ndarray
+    width: np.ndarray
+    kind: np.ndarray  # CAR or BICYCLE
+    v0: np.ndarray  # desired speed as a factor of the allowed speed
+    T: np.ndarray
+    a_max: np.ndarray
+    b: np.ndarray
+    s0: np.ndarray
+    polite: np.ndarray
+    lc_thr: np.ndarray
+    gap_acc: np.ndarray
+    b_max: np.ndarray
+    lc_ok: np.ndarray
+    stop_time: np.ndarray  # scripted stop (s), inf = never
+    d_bias: np.ndarray  # lateral offset within the lane (cyclists keep right)
+
+
+@dataclasses.dataclass
+class Peds:
+    """Pedestrians [N, P]: a path each (a polyline), where they wait and cross."""
+
+    ok: np.ndarray
+    path: np.ndarray  # [N, P, 6, 2] vertices
+    path_len: np.ndarray
+    s: np.ndarray
+    v: np.ndarray
+    size: np.ndarray
+    cw: np.ndarray  # crosswalk slot, -1 for sidewalk walkers
+    s_wait: np.ndarray  # curb point (inf for walkers)
+    s_hold: np.ndarray  # where they stand while waiting, a little back from the curb
+    cross_len: np.ndarray
+    dir: np.ndarray  # +1 crosses from side A to B
+    not_before: np.ndarray  # earliest start of the crossing (s)
+
+
+def place_vehicles(plan: Plan, roads: Roads, d: Draws) -> Vehicles:
+    n = len(plan)
+    ci = plan.city
+    gi = np.arange(n)[:, None]
+    u = d.uniform(shape=(4 * 3 * K_IN + 4 * 3 * K_OUT + K_RAMP, 16))
+    u_q = d.uniform(shape=(12,))
+    st0, _ = signals.states(plan.green, plan.offset, 0.0)
+
+    cyc_share = city_table("cyclist_share")[ci]
+    long_share = city_table("long_vehicle_share")[ci]
+    dens = city_table("density")[ci] * plan.density  # veh/km/lane
+    spacing = 1000.0 / np.maximum(dens, 1.0)
+
+    def drivers(uu, lanes_right):
+        kind = np.where(lanes_right & (uu[..., 0] < 2 * cyc_share[:, None]), BICYCLE, CAR)
+        long = (kind == CAR) & (uu[..., 0] > 1 - long_share[:, None])
+        length = np.where(
+            kind == BICYCLE,
+            1.6 + 0.3 * uu[..., 1],
+            np.where(long, 8.0 + 4.5 * uu[..., 1], 4.2 + 0.8 * uu[..., 1]),
+        )
+        width = np.where(
+            kind == BICYCLE,
+            0.5 + 0.2 * uu[..., 2],
+            np.where(long, 2.4 + 0.2 * uu[..., 2], 1.75 + 0.25 * uu[..., 2]),
+        )
+        T = city_table("time_gap")[ci][:, None] * (0.8 + 0.45 * uu[..., 3])
+        a = (
+            city_table("max_accel")[ci][:, None]
+            * (0.8 + 0.4 * uu[..., 4])
+            * np.where(long, 0.6, 1.0)
+        )
+        b = city_table("comfort_decel")[ci][:, None] * (0.85 + 0.3 * uu[..., 5])
+        s0 = 1.5 + 1.0 * uu[..., 6]
+        v0 = np.where(
+            kind == BICYCLE, 0.3 + 0.15 * uu[..., 7], 0.88 + 0.22 * uu[..., 7]
+        ) * np.where(long, 0.9, 1.0)
+        return dict(kind=kind, long=long, length=length, width=width, T=T, a_max=a, b=b, s0=s0, v0=v0,
+                    polite=city_table("politeness")[ci][:, None] * (0.5 + uu[..., 8]),
+                    lc_thr=0.1 + 0.3 * uu[..., 9],
+                    gap_acc=city_table("gap_acceptance")[ci][:, None] * (0.8 + 0.5 * uu[..., 10]))  # fmt: skip
+
+    cands = []
+    k = 0
+    # ---- inbound streams ----------------------------------------------------------------------
+    for a in range(4):
+        for i in range(3):
+            uu = u[:, k : k + K_IN]
+            k += K_IN
+            lanes_a = plan.lanes[:, a]
+            exists = (i < lanes_a) & plan.arms_on[:, a]
+            rightmost = (i == lanes_a - 1)[:, None]
+            dr = drivers(uu, rightmost)
+            # movement among those the lane allows (straight more likely)
+            routes = roads.in_route[:, a, i, :]  # [N, 3] per movement
+            w = np.where(routes >= 0, np.array([0.6, 0.2, 0.2]), 0.0)
+            cw = np.cumsum(w, 1)
+            pick = np.minimum((uu[..., 11:12] * cw[:, None, -1:] >= cw[:, None, :]).sum(-1), 2)
+            route = np.take_along_axis(routes, pick, 1)
+            grp = roads.group[gi, np.maximum(route[:, :1], 0)][:, 0]
+            red = (grp >= 0) & (
+                np.take_along_axis(st0, np.maximum(grp, 0)[:, None], 1)[:, 0] != signals.GREEN
+            )
+            nq = np.where(red, np.floor(u_q[:, a * 3 + i] * (1 + 5 * plan.density)).astype(int), 0)
+            ego_stream = (a == 0) & (plan.ego_lane == i) & ~plan.ego_on_ramp
+            nq = np.where(ego_stream & (plan.queue_n >= 0), plan.queue_n, nq)
+            s_stop = np.take_along_axis(roads.s_stop, np.maximum(route, 0), 1)
+            cands.append(_stream(plan, roads, dr, route, exists, s_stop, nq, spacing, uu, where="in",
+                                 ego_stream=ego_stream, stop_at_ref=red))  # fmt: skip
+    # ---- outbound streams ---------------------------------------------------------------------
+    for b_ in range(4):
+        for j in range(3):
+            uu = u[:, k : k + K_OUT]
+            k += K_OUT
+            route = np.broadcast_to(roads.out_route[:, b_, j][:, None], (n, K_OUT))
+            exists = (route[:, 0] >= 0) & (j < plan.lanes[:, b_])
+            dr = drivers(uu, (j == plan.lanes[:, b_] - 1)[:, None])
+            s_exit = np.take_along_axis(roads.s_exit, np.maximum(route, 0), 1)
+            none = np.zeros(n, bool)
+            cands.append(_stream(plan, roads, dr, route, exists, s_exit, np.zeros(n, int), spacing, uu,
+                                 where="out", ego_stream=none, stop_at_ref=none))  # fmt: skip
+    # ---- ramp -------------------------------------------------------------------------------
+    uu = u[:, k : k + K_RAMP]
+    route = np.broadcast_to(roads.ramp_route[:, None], (n, K_RAMP))
+    dr = drivers(uu, np.zeros((n, 1), bool))
+    s_dead = np.take_along_axis(roads.s_dead, np.maximum(route, 0), 1)
+    ramp_ok = route[:, 0] >= 0
+    cands.append(_stream(plan, roads, dr, route, ramp_ok, s_dead, np.zeros(n, int), spacing, uu,
+                         where="ramp", ego_stream=plan.ego_on_ramp & ramp_ok, stop_at_ref=ramp_ok))  # fmt: skip
+
+    c = {key: np.concatenate([x[key] for x in cands], 1) for key in cands[0]}
+    # Pick the candidates nearest to where the ego will be around the present.
+    ego_col = np.argmax(c["is_ego"], 1)
+    e_route = c["route"][np.arange(n), ego_col]
+    e_s = c["s"][np.arange(n), ego_col] + 3.0 * c["v"][np.arange(n), ego_col]
+    e_xy = _route_point(roads, e_route[:, None], e_s[:, None])[:, 0]
+    xy = _route_point(roads, np.maximum(c["route"], 0), c["s"])
+    dist = np.linalg.norm(xy - e_xy[:, None], axis=-1)
+    dist = np.where(c["ok"], dist, np.inf)
+    dist = np.where(c["is_ego"], -1.0, dist)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :N_VEHICLES]
+    take = {key: np.take_along_axis(val, order, 1) for key, val in c.items()}
+    ok = take["ok"] & np.isfinite(np.take_along_axis(dist, order, 1))
+    f32 = np.float32
+    return Vehicles(
+        ok=ok, route=np.where(ok, take["route"], 0), s=take["s"].astype(f32), v=take["v"].astype(f32),
+        length=take["length"].astype(f32), width=take["width"].astype(f32), kind=take["kind"],
+        v0=take["v0"].astype(f32), T=take["T"].astype(f32), a_max=take["a_max"].astype(f32),
+        b=take["b"].astype(f32), s0=take["s0"].astype(f32),
+        # The expert ego changes lanes when it has to, rarely on a whim.
+        polite=np.where(take["is_ego"], 0.5, take["polite"]).astype(f32),
+        lc_thr=np.where(take["is_ego"], 1.0, take["lc_thr"]).astype(f32), gap_acc=take["gap_acc"].astype(f32),
+        b_max=np.where(take["is_ego"], 7.0, 8.0).astype(f32),
+        lc_ok=(take["kind"] == CAR) & ~take["long"] | take["is_ego"],
+        stop_time=take["stop_time"].astype(f32),
+        d_bias=np.where(take["kind"] == BICYCLE, 0.6 - plan.lane_w[:, None] / 2, 0.0).astype(f32),
+    )  # fmt: skip
+
+
+def _stream(
+    plan, roads, dr, route, exists, s_ref, nq, spacing, uu, *, where, ego_stream, stop_at_ref
+):
+    """Positions and speeds of one lane's K candidates [N, K] (see module docstring).
+
+    Args:
+      dr: their drawn sizes and driver parameters; route, exists: their routes and whether the
+        lane exists; s_ref: the reference arc length (stop line, junction exit, end of the
+        acceleration lane); nq: how many stand queued at it; spacing: mean metres per vehicle;
+      where: "in" (towards the junction), "out" (away from it) or "ramp"; ego_stream: the ego is
+        in this lane (at `plan.ego_slot`); stop_at_ref: the first must be able to stop at s_ref.
+    """
+    n, k = route.shape
+    ar = np.arange(k)
+    is_ego = np.zeros((n, k), bool)
+    if where in ("in", "ramp"):
+        ke = np.clip(plan.ego_slot, 0, k - 1)
+        is_ego = ego_stream[:, None] & (ar == ke[:, None])
+        is_lead = ego_stream[:, None] & (ar == ke[:, None] - 1)
+    else:
+        is_lead = np.zeros((n, k), bool)
+    for key in ("length", "width"):
+        dr[key] = dr[key].copy()
+    ego_route = roads.ego_route[:, None]
+    route = np.where(is_ego, ego_route, route)
+    dr["length"] = np.where(is_ego, EGO_LENGTH, dr["length"])
+    dr["width"] = np.where(is_ego, EGO_WIDTH, dr["width"])
+    kind = np.where(is_ego | is_lead & (plan.lead_kind[:, None] > 0), CAR, dr["kind"])
+    long = np.where(
+        is_lead & (plan.lead_kind[:, None] > 0), plan.lead_kind[:, None] == 1, dr["long"] & ~is_ego
+    )
+    dr["length"] = np.where(
+        is_lead & (plan.lead_kind[:, None] == 1),
+        10.0 + 2.5 * uu[..., 12],
+        np.where(is_lead & (plan.lead_kind[:, None] > 1), 4.2 + 0.8 * uu[..., 1], dr["length"]),
+    )
+    dr["width"] = np.where(
+        is_lead & (plan.lead_kind[:, None] == 1),
+        2.5,
+        np.where(is_lead & (plan.lead_kind[:, None] > 1), 1.8 + 0.2 * uu[..., 2], dr["width"]),
+    )
+    v0 = np.where(is_ego, plan.ego_v0[:, None], dr["v0"])
+    v0 = np.where(is_lead & (plan.lead_kind[:, None] >= 2), plan.lead_v0[:, None], v0)
+    v0 = np.where(is_lead & (plan.lead_kind[:, None] == 1), np.minimum(v0, 0.85), v0)
+    T = np.where(is_ego, 1.4, dr["T"])
+    a_max = np.where(is_ego, 1.5, dr["a_max"])
+    b = np.where(is_ego, 2.0, dr["b"])
+    s0 = np.where(is_ego, 2.2, dr["s0"])
+    stop_time = np.where(is_lead, plan.lead_stop_time[:, None], np.inf)
+
+    # Speeds wanted at the reference point (a fraction of the allowed speed there).
+    s_guess = s_ref + (1 if where == "out" else -1) * 20.0
+    v_des = v0 * _allowed(roads, np.maximum(route, 0), s_guess)
+    queued = (ar < nq[:, None]) & ~is_ego
+    slack = np.maximum(spacing[:, None] - dr["length"] - s0 - v_des * T, 2.0)
+    free_gap = s0 + v_des * T + slack * -np.log(np.maximum(uu[..., 13], 1e-6))
+    if where == "out":
+        first = 2.0 + 25.0 * uu[..., 14]
+    elif where == "ramp":
+        first = plan.acc_len[:, None] * (0.4 + 1.2 * uu[..., 14])
+    else:
+        first = free_gap
+    gap = np.where(ar == 0, first, free_gap)
+    standing = np.where(ar == 0, 0.8 + 1.5 * uu[..., 14], s0 + 0.4 * uu[..., 14])
+    gap = np.where(queued, standing, gap)
+    gap = np.where(is_ego, plan.ego_gap[:, None], gap)
+    length = dr["length"]
+    prev_len = np.concatenate([np.zeros((n, 1)), length[:, :-1]], 1)
+    x_near = np.cumsum(gap + prev_len, axis=1)  # distance of the near end from the reference
+    # Keep the ego within the mapped part of the road: shorten its own gap if it started too far out.
+    x_ego = np.where(is_ego, x_near, 0.0).max(1)
+    excess = np.clip(x_ego - EGO_MAX_START, 0.0, np.maximum(plan.ego_gap - 1.5, 0.0))
+    x_near = (
+        x_near
+        - np.where(ar >= np.clip(plan.ego_slot, 0, k - 1)[:, None], excess[:, None], 0.0)
+        * ego_stream[:, None]
+    )
+    s = s_ref + x_near + length / 2 if where == "out" else s_ref - x_near - length / 2
+
+    # Speeds: wanted speed, capped so that each can still stop behind the one ahead (or at the
+    # reference point: a red light, the end of the acceleration lane).
+    v = np.zeros((n, k))
+    for kk in range(k):
+        room = np.maximum(gap[:, kk] - s0[:, kk], 0.0)
+        if where == "out":
+            cap = np.full(n, np.inf)
+            cap_ego = cap
+        elif kk == 0:
+            cap = np.where(stop_at_ref, np.sqrt(4.0 * room), np.inf)
+            cap_ego = np.where(stop_at_ref, np.sqrt(6.0 * room), np.inf)
+        else:
+            cap = np.sqrt(v[:, kk - 1] ** 2 + 4.0 * room)
+            cap_ego = np.sqrt(v[:, kk - 1] ** 2 + 6.0 * room)
+        vk = np.minimum(v_des[:, kk] * (0.9 + 0.1 * uu[:, kk, 15]), cap)
+        vk = np.where(queued[:, kk], 0.0, vk)
+        vk = np.where(is_ego[:, kk], np.minimum(plan.ego_speed, cap_ego), vk)
+        v[:, kk] = vk
+    ok = (
+        exists[:, None]
+        & (route >= 0)
+        & (s > 5.0)
+        & (s < np.take_along_axis(roads.route_len, np.maximum(route, 0), 1) - 10.0)
+    )
+    ok = ok | is_ego
+    return dict(ok=ok, route=route, s=s, v=v, length=length, width=dr["width"], kind=kind, long=long,
+                v0=v0, T=T, a_max=a_max, b=b, s0=s0, polite=dr["polite"], lc_thr=dr["lc_thr"],
+                gap_acc=dr["gap_acc"], stop_time=stop_time, is_ego=is_ego)  # fmt: skip
+
+
+def _route_point(roads: Roads, route: np.ndarray, s: np.ndarray) -> np.ndarray:
+    s = np.nan_to_num(s, posinf=0.0, neginf=0.0)
+    return pose(roads, np.arange(route.shape[0])[:, None], route, s)[0]
+
+
+def _allowed(roads: Roads, route: np.ndarray, s: np.ndarray) -> np.ndarray:
+    s = np.nan_to_num(s, posinf=0.0, neginf=0.0)
+    return allowed_speed(roads, np.arange(route.shape[0])[:, None], route, s)
+
+
+def place_peds(plan: Plan, roads: Roads, d: Draws) -> Peds:
+    n, p = len(plan), N_PEDS
+    u = d.uniform(shape=(p, 14))
+    ar = np.arange(p)
+    gi = np.arange(n)[:, None]
+    active = u[..., 0] < np.clip(plan.peds / p, 0.0, 1.0)[:, None]
+    focus = ar < plan.ped_focus[:, None]
+    active |= focus
+
+    # Crosswalk per pedestrian: the focus crosswalk (the ego's exit arm, or the mid-block one),
+    # otherwise any existing crosswalk; without crosswalks everyone walks along a sidewalk.
+    cw_ok = roads.cw_ok
+    exit_arm = np.where(
+        plan.kind == 0, 0, np.take_along_axis(roads.arm_out, roads.ego_route[:, None], 1)[:, 0]
+    )
+    exit_arm = np.clip(exit_arm, 0, 3)
+    w = cw_ok.astype(float)
+    cum = np.cumsum(w, 1)
+    pick = np.minimum((u[..., 1:2] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1), 3)
+    cw = np.where(focus, exit_arm[:, None], pick)
+    # Mid-block crossings see fewer walkers than junctions (and no signal to bunch them).
+    p_cross = np.where(plan.kind == 0, 0.25, 0.75)[:, None]
+    has_cw = cw_ok[gi, cw] & ((u[..., 2] < p_cross) | focus)
+    cw = np.where(has_cw, cw, -1)
+
+    c = np.maximum(cw, 0)
+    tc = roads.cw_tc[gi, c]
+    hw = roads.cw_half_road[gi, c]
+    band = roads.cw_band[gi, c]
+    phi = roads.cw_phi[gi, c]
+    ux, uy = np.cos(phi), np.sin(phi)
+    nx, ny = -uy, ux
+    direction = np.where(u[..., 3] < 0.5, 1.0, -1.0)
+    # Pedestrians timed for the ego start from the curb on the ego's side of the road.
+    ego_u = np.take_along_axis(roads.cw_u[np.arange(n), roads.ego_route], c, 1)
+    ego_side = np.where(ego_u < hw + 0.8, 1.0, -1.0)
+    direction = np.where(focus, ego_side, direction)
+    # Spread walkers over the crosswalk band (those timed for the ego side by side, 0.8 m apart).
+    spread = np.where(focus, (ar - (plan.ped_focus[:, None] - 1) / 2) * 0.8 + 0.2 * (u[..., 4] - 0.5),
+                      (u[..., 4] - 0.5) * np.maximum(band - 1.0, 0.2))  # fmt: skip
+    spread = spread + 0.35 * direction  # opposite streams pass side by side
+    tp = tc + np.clip(spread, -(band - 1.0) / 2, (band - 1.0) / 2)
+    lam_c, lam_s = hw + 0.8, hw + 2.5
+    d_app = 1.0 + 29.0 * u[..., 5]
+    ts = [tp + d_app, tp, tp, tp, tp, tp + 60.0]
+    ls = [-lam_s, -lam_s, -lam_c, lam_c, lam_s, lam_s]
+    cross_pts = np.stack(
+        [
+            np.stack([t * ux + direction * lam * nx, t * uy + direction * lam * ny], -1)
+            for t, lam in zip(ts, ls, strict=True)
+        ],
+        2,
+    )
+
+    # Sidewalk walkers: along a random existing arm, either side, towards or away from the junction.
+    arm_w = np.where(plan.arms_on, 1.0, 0.0)
+    cum = np.cumsum(arm_w, 1)
+    arm = np.minimum((u[..., 6:7] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1), 3)
+    phw = plan.phi[gi, arm]
+    hww = plan.median[:, None] + plan.lanes[gi, arm] * plan.lane_w[:, None]
+    straight_road = (plan.kind == 0)[:, None] | (plan.kind == 3)[:, None]
+    t_lo = np.where(straight_road, -90.0, roads.cw_tc[gi, arm] + 4.0)
+    t0 = t_lo + (70.0 + 20.0 * straight_road) * u[..., 7]
+    t1 = np.where(u[..., 8] < 0.5, t0 + 100.0, np.maximum(t0 - 100.0, t_lo))
+    side = np.where(u[..., 9] < 0.5, 1.0, -1.0)
+    # Merges: walkers stay on the north side, away from the on-ramp (arm 0's normal points south).
+    side = np.where((plan.kind == 3)[:, None], np.where(arm == 0, -1.0, 1.0), side)
+    outward = np.where(t1 > t0, 1.0, -1.0)
+    lw = side * (hww + 2.5 + 0.8 * (u[..., 10] - 0.5) + 0.4 * outward * side)  # keep right
+    wx, wy = np.cos(phw), np.sin(phw)
+    # Six vertices like the crossing paths; the last short steps keep the walking direction
+    # defined for someone standing at the end.
+    ts = [t0, t0 + 0.5 * (t1 - t0), t1] + [t1 + outward * e for e in (0.01, 0.02, 0.03)]
+    walk_pts = np.stack([np.stack([t * wx - lw * wy, t * wy + lw * wx], -1) for t in ts], 2)
+
+    path = np.where((cw >= 0)[..., None, None], cross_pts, walk_pts)
+    path_len = cumulative_length(path)[..., -1]
+    s_wait = np.where(cw >= 0, d_app + (lam_s - lam_c), np.inf)
+    s_hold = s_wait - np.where(focus, 0.1, 0.1 + 1.4 * u[..., 10])  # waiting walkers stand apart
+    cross_len = 2 * lam_c
+
+    speed = 1.0 + 0.6 * u[..., 11]
+    # Mid-crossing at the start only where the signal says walk; elsewhere they start on the sidewalk.
+    signalised = np.take_along_axis(roads.cw_group, np.maximum(cw, 0), 1) >= 0
+    walkable0 = walk_allowed(plan, roads, cw, 0.0) & signalised
+    s0 = np.where(walkable0, (s_wait + 0.7 * cross_len) * u[..., 12], s_hold * u[..., 12])
+    s0 = np.where(cw >= 0, s0, 0.0)
+    ft = plan.ped_focus_time[:, None]
+    s_focus = np.where(
+        ft >= 0, s_wait - speed * ft, s_wait + speed * np.minimum(-ft, 0.6 * cross_len / speed)
+    )
+    s0 = np.where(focus & (cw >= 0), np.maximum(s_focus, 0.0), s0)
+    not_before = np.where(focus, ft, -np.inf)
+    f32 = np.float32
+    return Peds(
+        ok=active,
+        path=path,
+        path_len=path_len.astype(f32),
+        s=s0.astype(f32),
+        v=speed.astype(f32),
+        size=(0.5 + 0.2 * u[..., 13]).astype(f32),
+        cw=cw,
+        s_wait=s_wait.astype(f32),
+        s_hold=s_hold.astype(f32),
+        cross_len=cross_len.astype(f32),
+        dir=direction.astype(f32),
+        not_before=not_before.astype(f32),
+    )
+
+
+def walk_allowed(
+    plan: Plan, roads: Roads, cw: np.ndarray, t: float, min_green: float = 0.0
+) -> np.ndarray:
+    """Whether the crosswalk slots cw [N, P] show 'walk' at time t: signalised crosswalks walk while
+    the crossed arm has red and the other phase still has `min_green` seconds of green."""
+    st, left = signals.states(plan.green, plan.offset, t)
+    c = np.maximum(cw, 0)
+    grp = np.take_along_axis(roads.cw_group, c, 1)
+    g = np.maximum(grp, 0)
+    other = 1 - g
+    own_red = np.take_along_axis(st, g, 1) == signals.RED
+    other_green = np.take_along_axis(left, other, 1) > min_green
+    return (cw >= 0) & ((grp < 0) | (own_red & other_green))

@@ -1,0 +1,606 @@
+"""Road layouts as lane graphs: lane pieces for the map, routes for the traffic, crosswalks.
+
+All four layouts are one junction model in a flat frame (bending comes later, in `features`): up to
+four arms leaving the origin, each with `lanes` lanes per direction, a stop line at distance `r`,
+a crosswalk band just inside it, and Bezier lane connectors through the junction for every allowed
+movement. A straight road is a junction of two opposite arms without signals (its "connectors" are
+short straight pieces and its crosswalk is mid-block); a merge is a straight road plus an on-ramp
+with an acceleration lane. Scenarios with the same topology (`Plan.template_keys`) are built together.
+
+A route is an inbound lane, a connector and an outbound lane, with arc length s = 0 at the far end
+of the inbound arm: two straight lines and a table of the connector every CONN_DS metres (`pose`).
+A vehicle lives on a route as an arc length s (its box centre).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from gf_jax.data.world import conflicts
+from gf_jax.data.world.geometry import (
+    bezier,
+    cumulative_length,
+    left_normal,
+    resample_at,
+    turn_controls,
+    unit,
+    wrap_angle,
+)
+from gf_jax.data.world.plan import CROSS, LEFT, MERGE, RIGHT, STRAIGHT, STRAIGHT_ON, TEE, Plan
+
+ARM_LENGTH = 220.0  # simulated length of every arm (vehicles enter from up to here)
+MAP_EXTENT = 200.0  # map pieces are built this far from the junction
+MAX_PIECES = 8  # lane pieces per lane along an arm (segments are at least 25 m)
+CONN_DS = 1.0  # connector table spacing (m)
+CONN_K = 80  # table length: connectors up to 80 m
+MAX_ROUTES = 16
+RAW_POINTS = 13  # vertices per map piece (straight pieces and connectors alike)
+CONN_SAMPLES = 12
+MAX_ROUTE_BLOCKS = 2 * MAX_PIECES + 6  # ramp (4) + arm pieces + connector + exit pieces
+LOOKAHEAD_DECEL = 1.2  # m/s^2 used to slow down ahead of curves
+
+_TARGET = {STRAIGHT_ON: 2, LEFT: 3, RIGHT: 1}  # arm offset of each movement
+_TABLE_T = np.linspace(0.0, 1.0, 48)  # Bezier parameters of the arc-length tables
+
+
+def lane_moves(n: int, i: int, exists: dict[int, bool]) -> list[int]:
+    """Movements allowed from inbound lane i (0 = next to the centre line) of an n-lane arm."""
+    if n == 1:
+        moves = [LEFT, STRAIGHT_ON, RIGHT]
+    elif n == 2:
+        moves = [LEFT, STRAIGHT_ON] if i == 0 else [STRAIGHT_ON, RIGHT]
+    else:
+        moves = [LEFT] if i == 0 else ([STRAIGHT_ON] if i == 1 else [STRAIGHT_ON, RIGHT])
+    ok = [m for m in moves if exists[m]]
+    if not ok:  # e.g. a left-only lane at a T without a left arm
+        ok = [m for m in (STRAIGHT_ON, LEFT, RIGHT) if exists[m]][:1]
+    return ok
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """The discrete topology shared by a group of scenarios."""
+
+    kind: int
+    arms_on: tuple[bool, ...]
+    lanes: tuple[int, ...]
+    routes: tuple[tuple[int, int, int, int, int], ...]  # (arm in, lane in, move, arm out, lane out)
+
+    @property
+    def ramp(self) -> bool:
+        return self.kind == MERGE
+
+    @property
+    def n_routes(self) -> int:
+        return len(self.routes) + int(self.ramp)
+
+
+def make_template(kind: int, arms_on, lanes) -> Template:
+    arms_on = tuple(bool(x) for x in arms_on)
+    lanes = tuple(int(x) for x in lanes)
+    routes = []
+    for a in range(4):
+        if not arms_on[a]:
+            continue
+        exists = {m: arms_on[(a + _TARGET[m]) % 4] for m in _TARGET}
+        if kind in (STRAIGHT, MERGE):
+            exists = {STRAIGHT_ON: True, LEFT: False, RIGHT: False}
+        for i in range(lanes[a]):
+            for m in lane_moves(lanes[a], i, exists):
+                b = (a + _TARGET[m]) % 4
+                nb = lanes[b]
+                j = 0 if m == LEFT else (nb - 1 if m == RIGHT else min(i, nb - 1))
+                routes.append((a, i, m, b, j))
+    t = Template(kind, arms_on, lanes, tuple(routes))
+    assert t.n_routes <= MAX_ROUTES, t
+    return t
+
+
+@dataclasses.dataclass
+class Roads:
+    """The lane graph of a chunk of scenarios, padded to common sizes (see module docstring)."""
+
+    # Routes [N, R]
+    p_start: np.ndarray  # [N, R, 2] far end of the approach (s = 0)
+    d_in: np.ndarray  # [N, R, 2] approach direction
+    h_in: np.ndarray
+    l1: np.ndarray  # where the connector starts (the stop line at a junction)
+    p3: np.ndarray  # [N, R, 2] connector end
+    d_out: np.ndarray  # [N, R, 2] exit direction
+    h_out: np.ndarray
+    conn_xy: np.ndarray  # [N, R, CK, 2] float32 connector every CONN_DS metres from l1
+    conn_h: np.ndarray  # [N, R, CK] float32
+    lim_in: np.ndarray  # speed on the approach (limit, road bending)
+    lim_out: np.ndarray
+    conn_e: np.ndarray  # [N, R, CK] float32 look-ahead "energy" v^2 + 2 b s, suffix minimum
+    s_exit_geo: np.ndarray  # end of the connector (also for the ramp's curve)
+    route_len: np.ndarray
+    move: np.ndarray
+    arm_out: np.ndarray
+    s_stop: np.ndarray  # stop line (inf without one)
+    s_exit: np.ndarray  # end of the connector at a junction (inf for the ramp)
+    group: np.ndarray  # signal group (0: arms 0/2, 1: arms 1/3), -1 none
+    s_dead: np.ndarray  # end of an acceleration lane, inf elsewhere
+    lc_tgt: np.ndarray  # [N, R, 2] route after a change to the left / right, -1 none
+    lc_off: np.ndarray  # [N, R, 2] s offset onto that route
+    lc_same: np.ndarray  # [N, R, 2] the target keeps the movement
+    lc_sep: np.ndarray  # [N, R, 2] lateral distance between the lanes
+    lc_lo: np.ndarray
+    lc_hi: np.ndarray
+    cw_s: np.ndarray  # [N, R, C] arc length where the route crosses each crosswalk, inf if not
+    cw_u: np.ndarray  # [N, R, C] where along the crosswalk (from its side A curb)
+    pair: np.ndarray  # [N, R, R, F] route-pair relations (see conflicts)
+    in_route: np.ndarray  # [N, 4, 3, 3] route of (arm, inbound lane, movement), -1 none
+    out_route: np.ndarray  # [N, 4, 3] a route ending in (arm, outbound lane), -1 none
+    ramp_route: np.ndarray  # [N] (-1 without a ramp)
+    # Crosswalks [N, C]
+    cw_ok: np.ndarray
+    cw_ring: np.ndarray  # [N, C, 5, 2] closed ring
+    cw_tc: np.ndarray  # centre line distance from the junction along the arm
+    cw_half_road: np.ndarray  # half-width of the road it crosses
+    cw_phi: np.ndarray
+    cw_band: np.ndarray  # band width
+    cw_group: np.ndarray  # signal group of the crossed arm (-1 unsignalised)
+    # Map pieces [N, L]
+    map_xy: np.ndarray  # [N, L, RAW_POINTS, 2] float32, flat frame
+    map_ok: np.ndarray
+    map_rb: np.ndarray  # roadblock id
+    map_group: np.ndarray  # signal group of a connector, -1 otherwise
+    ego_rbs: np.ndarray  # [N, B] the ego route's roadblocks in driving order, -1 padded
+    ego_route: np.ndarray  # [N] route slot of the ego's initial route
+
+
+def _arm_frames(plan: Plan):
+    u = unit(plan.phi)  # [G, 4, 2]
+    n = left_normal(plan.phi)
+    hw = plan.median[:, None] + plan.lanes * plan.lane_w[:, None]
+    return u, n, hw
+
+
+def _stop_distance(plan: Plan, hw: np.ndarray) -> np.ndarray:
+    """Distance from the junction centre to each arm's stop line [G, 4]."""
+    g = len(plan)
+    need = np.zeros((g, 4))
+    for k in range(4):
+        for j in range(4):
+            if j == k:
+                continue
+            d = plan.phi[:, j] - plan.phi[:, k]
+            s, c = np.abs(np.sin(d)), np.abs(np.cos(d))
+            crossing = plan.arms_on[:, j] & (s > 0.5)
+            req = (hw[:, j] + hw[:, k] * c) / np.maximum(s, 0.5)
+            need[:, k] = np.maximum(need[:, k], np.where(crossing, req, 0.0))
+    junction = need > 0
+    r = np.where(junction, need + plan.cw_w[:, None] + 3.0, plan.cw_w[:, None] / 2 + 1.5)
+    return r
+
+
+def build(plan: Plan) -> Roads:
+    """Lane graphs of a chunk: groups of equal topology are built together, then padded."""
+    keys = plan.template_keys()
+    parts, rows = [], []
+    for key in np.unique(keys):
+        sel = np.nonzero(keys == key)[0]
+        sub = plan.subset(sel)
+        t = make_template(int(sub.kind[0]), sub.arms_on[0], sub.lanes[0])
+        parts.append(_build_group(sub, t))
+        rows.append(sel)
+    return _assemble(parts, rows, len(plan))
+
+
+def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
+    g = len(plan)
+    u, n, hw = _arm_frames(plan)
+    r = _stop_distance(plan, hw)
+    w, med = plan.lane_w, plan.median
+    rt = np.array(t.routes, dtype=int).reshape(-1, 5)
+    a, i, m, b, j = rt.T
+    nr = len(rt)
+    gi = np.arange(g)[:, None]
+
+    # --- junction routes: inbound lane, Bezier connector, outbound lane -------------------------
+    o_in = med[:, None] + (i + 0.5) * w[:, None]  # [G, R]
+    o_out = -(med[:, None] + (j + 0.5) * w[:, None])
+    ua, na, ub, nb = u[:, a], n[:, a], u[:, b], n[:, b]  # [G, R, 2]
+    p_far_in = ARM_LENGTH * ua + o_in[..., None] * na
+    p0 = r[gi, a][..., None] * ua + o_in[..., None] * na
+    p3 = r[gi, b][..., None] * ub + o_out[..., None] * nb
+    p1, p2 = turn_controls(p0, -ua, p3, ub)
+    table = bezier(p0, p1, p2, p3, _TABLE_T)  # [G, R, 48, 2]
+    conn_len = cumulative_length(table)[..., -1]
+    parts = [p_far_in, ARM_LENGTH - r[gi, a], p0, p1, p2, p3, ub]
+    s_stop = ARM_LENGTH - r[gi, a]
+    s_exit = s_stop + conn_len
+    route_len = s_exit + ARM_LENGTH - r[gi, b]
+    group = np.where(plan.signalised[:, None], np.broadcast_to(a % 2, (g, nr)), -1)
+    s_dead = np.full((g, nr), np.inf)
+    junction = t.kind in (CROSS, TEE)
+    lc_lo = np.zeros((g, nr))
+    lc_hi = (s_stop - 30.0) if junction else (route_len - 30.0)
+    speed_in = plan.speed_limit[gi, a]
+    speed_out = plan.speed_limit[gi, b]
+    move, arm_out = np.broadcast_to(m, (g, nr)), np.broadcast_to(b, (g, nr))
+
+    # Lane changes between routes of neighbouring inbound lanes of the same arm (same s origin).
+    idx = {(ra, ri, rm): k for k, (ra, ri, rm, _, _) in enumerate(t.routes)}
+    lc_tgt = -np.ones((nr + int(t.ramp), 2), int)
+    lc_same = np.zeros((nr + int(t.ramp), 2), bool)
+    for k, (ra, ri, rm, _, _) in enumerate(t.routes):
+        for side, di in ((0, -1), (1, +1)):
+            cand = [idx.get((ra, ri + di, mm)) for mm in (rm, STRAIGHT_ON, LEFT, RIGHT)]
+            cand = [c for c in cand if c is not None]
+            if cand:
+                lc_tgt[k, side] = cand[0]
+                lc_same[k, side] = t.routes[cand[0]][2] == rm
+    lc_off = np.zeros((g, nr + int(t.ramp), 2))
+    lc_sep = np.broadcast_to(w[:, None, None], (g, nr + int(t.ramp), 2)).copy()
+
+    extra = {}
+    if t.ramp:
+        ramp_parts, extra = _ramp_route(plan, t)
+        parts = [np.concatenate([x, y[:, None]], 1) for x, y in zip(parts, ramp_parts, strict=True)]
+        table = np.concatenate([table, extra["ramp_table"][:, None]], 1)
+        rr = nr
+        main = idx[(0, t.lanes[0] - 1, STRAIGHT_ON)]
+        lc_tgt[rr, 0] = main
+        lc_same[rr, 0] = True
+        lc_off[:, rr, 0] = extra["ramp_offset"]
+        s_stop = np.concatenate([s_stop, np.full((g, 1), np.inf)], 1)
+        s_exit = np.concatenate([s_exit, np.full((g, 1), np.inf)], 1)
+        route_len = np.concatenate([route_len, extra["ramp_len"][:, None]], 1)
+        group = np.concatenate([group, -np.ones((g, 1), int)], 1)
+        s_dead = np.concatenate([s_dead, extra["ramp_dead"][:, None]], 1)
+        lc_lo = np.concatenate([lc_lo, extra["ramp_lc_lo"][:, None]], 1)
+        lc_hi = np.concatenate([lc_hi, extra["ramp_dead"][:, None] - 8.0], 1)
+        speed_in = np.concatenate([speed_in, plan.speed_limit[:, :1]], 1)
+        speed_out = np.concatenate([speed_out, plan.speed_limit[:, :1]], 1)
+        move = np.concatenate([move, np.full((g, 1), STRAIGHT_ON)], 1)
+        arm_out = np.concatenate([arm_out, np.full((g, 1), 2)], 1)
+    p_start, l1, p0_, p1_, p2_, p3_, d_out = parts
+    R = l1.shape[1]
+    d_in = (p0_ - p_start) / l1[..., None]
+    conn_xy, conn_h, conn_len = _connector_table(table, p0_, p1_, p2_, p3_)
+    s_exit_geo = l1 + conn_len
+    h_in = np.arctan2(d_in[..., 1], d_in[..., 0])
+    h_out = np.arctan2(d_out[..., 1], d_out[..., 0])
+
+    # Speeds: limits, curves (flat turns plus the road bending) and a look-ahead so that vehicles
+    # slow down before a curve, not in it (suffix minimum of v^2 + 2 b s).
+    kap = np.abs(plan.kappa)[:, None]
+    lat = plan.lat_acc[:, None]
+    bend_cap = lambda h: np.sqrt(lat / np.maximum(kap * np.cos(h) ** 2, 1e-6))  # noqa: E731
+    lim_in = np.minimum(speed_in, bend_cap(h_in))
+    lim_out = np.minimum(speed_out, bend_cap(h_out))
+    dh = np.abs(wrap_angle(np.diff(conn_h, axis=2))) / CONN_DS
+    curv = np.concatenate([dh, dh[..., -1:]], axis=2)
+    curv = _smooth(curv, 4) + kap[..., None] * np.cos(conn_h) ** 2
+    cap = np.minimum(
+        np.minimum(lim_in, lim_out)[..., None], np.sqrt(lat[..., None] / np.maximum(curv, 1e-6))
+    )
+    s_conn = l1[..., None] + CONN_DS * np.arange(CONN_K)
+    b2 = 2 * LOOKAHEAD_DECEL
+    e = np.where(s_conn <= s_exit_geo[..., None], cap**2 + b2 * s_conn, np.inf)
+    e = np.minimum(e, (lim_out**2 + b2 * s_exit_geo)[..., None])
+    conn_e = np.minimum.accumulate(e[..., ::-1], axis=-1)[..., ::-1]
+    geo = dict(p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
+               conn_xy=conn_xy, conn_h=conn_h, lim_in=lim_in, lim_out=lim_out, conn_e=conn_e,
+               s_exit_geo=s_exit_geo)  # fmt: skip
+
+    # Connector samples: conflicts between routes and crosswalk crossings.
+    ramp_lo = extra["ramp_conn_lo"][:, None] if t.ramp else 0.0
+    lo = np.where(np.isfinite(s_stop), s_stop - 4.0, ramp_lo)
+    hi = np.where(np.isfinite(s_exit), s_exit + 4.0, lo + 1.0)
+    cs_s = lo[..., None] + (hi - lo)[..., None] * np.linspace(0, 1, CONN_SAMPLES)
+    gi3 = np.arange(g)[:, None, None]
+    ri3 = np.arange(R)[None, :, None]
+    cs_xy, _ = pose(geo, gi3, ri3, cs_s)
+    pair = conflicts.route_pairs(
+        t, plan, cs_s, cs_xy, s_stop, s_exit, lambda rr, ss: pose(geo, gi3, rr, ss)[0]
+    )
+
+    # Crosswalks.
+    cw = _crosswalks(plan, t, u, n, hw, r)
+    tau = np.einsum("grkx,gcx->grck", cs_xy, u) - cw["tc"][:, None, :, None]
+    lam = np.einsum("grkx,gcx->grck", cs_xy, n)
+    sign_change = (tau[..., :-1] <= 0) != (tau[..., 1:] <= 0)
+    frac = tau[..., :-1] / np.where(
+        tau[..., :-1] == tau[..., 1:], 1.0, tau[..., :-1] - tau[..., 1:]
+    )
+    lam_x = lam[..., :-1] + frac * (lam[..., 1:] - lam[..., :-1])
+    s_x = cs_s[:, :, None, :-1] + frac * np.diff(cs_s, axis=-1)[:, :, None]
+    half = cw["half_road"][:, None, :, None]
+    hit = sign_change & (np.abs(lam_x) <= half + 0.5) & cw["ok"][:, None, :, None]
+    first = np.argmax(hit, axis=-1)
+    any_hit = hit.any(-1)
+    cw_s = np.where(any_hit, np.take_along_axis(s_x, first[..., None], -1)[..., 0], np.inf)
+    cw_u = np.where(
+        any_hit, np.take_along_axis(lam_x, first[..., None], -1)[..., 0] + half[..., 0] + 0.8, 0.0
+    )
+
+    # Streams for population.
+    in_route = -np.ones((4, 3, 3), int)
+    out_route = -np.ones((4, 3), int)
+    for k, (ra, ri, rm, rb, rj) in enumerate(t.routes):
+        in_route[ra, ri, rm] = k
+        if out_route[rb, rj] < 0 or rm == STRAIGHT_ON:
+            out_route[rb, rj] = k
+
+    maps = _map_pieces(plan, t, u, n, r, conn_route_ctrl=(p0, p1, p2, p3), group=group, extra=extra)
+    ego_route = _ego_route(plan, t, idx)
+    ego_rbs = _ego_roadblocks(plan, t, ego_route, r)
+
+    return dict(
+        p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
+        conn_xy=conn_xy.astype(np.float32), conn_h=conn_h.astype(np.float32), lim_in=lim_in,
+        lim_out=lim_out, conn_e=conn_e.astype(np.float32), s_exit_geo=s_exit_geo,
+        route_len=route_len, move=move, arm_out=arm_out, s_stop=s_stop, s_exit=s_exit,
+        group=group, s_dead=s_dead, lc_tgt=np.broadcast_to(lc_tgt, (g, R, 2)), lc_off=lc_off,
+        lc_same=np.broadcast_to(lc_same, (g, R, 2)), lc_sep=lc_sep,
+        lc_lo=np.broadcast_to(lc_lo, (g, R)), lc_hi=np.broadcast_to(lc_hi, (g, R)), cw_s=cw_s,
+        cw_u=cw_u, pair=pair, in_route=np.broadcast_to(in_route, (g, 4, 3, 3)),
+        out_route=np.broadcast_to(out_route, (g, 4, 3)), ramp_route=np.full(g, nr if t.ramp else -1),
+        cw_ok=cw["ok"], cw_ring=cw["ring"], cw_tc=cw["tc"], cw_half_road=cw["half_road"],
+        cw_phi=plan.phi.copy(), cw_band=np.broadcast_to(plan.cw_w[:, None], (g, 4)),
+        cw_group=np.where(plan.signalised[:, None], np.arange(4) % 2, -1), map_xy=maps["xy"],
+        map_ok=maps["ok"], map_rb=maps["rb"], map_group=maps["group"], ego_rbs=ego_rbs,
+        ego_route=ego_route,
+    )  # fmt: skip
+
+
+def _smooth(x: np.ndarray, half: int) -> np.ndarray:
+    """Moving average along the last axis (edges use the available neighbours)."""
+    c = np.cumsum(np.pad(x, [(0, 0)] * (x.ndim - 1) + [(half + 1, half)], mode="edge"), axis=-1)
+    return (c[..., 2 * half + 1 :] - c[..., : -2 * half - 1]) / (2 * half + 1)
+
+
+def _ramp_route(plan: Plan, t: Template):
+    """On-ramp from the south-west into an acceleration lane right of the eastbound lanes."""
+    g = len(plan)
+    n0 = t.lanes[0]
+    y_acc = -(plan.median + (n0 + 0.5) * plan.lane_w)
+    x0, x1 = plan.acc_x0, plan.acc_x0 + plan.acc_len
+    beta = plan.ramp_beta
+    d = np.stack([np.cos(beta), np.sin(beta)], -1)
+    p3 = np.stack([x0, y_acc], -1)
+    p0 = p3 - 30.0 * np.stack([np.ones(g), np.tan(beta)], -1)
+    p_far = p0 - ARM_LENGTH * d
+    east = np.tile([1.0, 0.0], (g, 1))
+    p1, p2 = turn_controls(p0, d, p3, east)
+    ramp_table = bezier(p0, p1, p2, p3, _TABLE_T)
+    lb = cumulative_length(ramp_table)[:, -1]
+    s_acc = ARM_LENGTH + lb  # ramp route s at x0
+    # The main eastbound route has s = x + ARM_LENGTH along the whole straight road.
+    extra = {
+        "ramp_len": s_acc + (x1 - x0) + ARM_LENGTH,
+        "ramp_dead": s_acc + (x1 - x0),
+        "ramp_lc_lo": s_acc + 3.0,
+        "ramp_offset": (x0 + ARM_LENGTH) - s_acc,
+        "ramp_conn_lo": s_acc - 30.0,
+        "ramp_ctrl": (p_far, p0, p1, p2, p3, np.stack([x1, y_acc], -1)),
+        "ramp_table": ramp_table,
+    }
+    return [p_far, np.full(g, ARM_LENGTH), p0, p1, p2, p3, east], extra
+
+
+def _connector_table(table, p0, p1, p2, p3):
+    """Connector points and headings every CONN_DS metres of arc length [G, R, CK], and its length,
+    from the Bezier sampled at _TABLE_T (`table` [G, R, 48, 2])."""
+    g, nr = p0.shape[:2]
+    tk = _TABLE_T
+    length = cumulative_length(table)[..., -1]
+    tab = np.concatenate([table, np.broadcast_to(tk[:, None], (*table.shape[:-1], 1))], -1)
+    sc = np.broadcast_to(CONN_DS * np.arange(CONN_K), (g * nr, CONN_K))
+    pt = resample_at(tab.reshape(g * nr, 48, 3), sc).reshape(g, nr, CONN_K, 3)
+    tt = np.clip(pt[..., 2:3], 0.0, 1.0)
+    der = (3 * (1 - tt) ** 2 * (p1 - p0)[:, :, None] + 6 * (1 - tt) * tt * (p2 - p1)[:, :, None]
+           + 3 * tt**2 * (p3 - p2)[:, :, None])  # fmt: skip
+    return pt[..., :2], np.arctan2(der[..., 1], der[..., 0]), length
+
+
+def pose(geo, n_idx, r, s):
+    """Position [..., 2] and heading [...] at arc length s on route r of scenario n_idx.
+
+    `geo` is a Roads or a dict with its route-geometry fields; indices broadcast against s."""
+    get = geo.__getitem__ if isinstance(geo, dict) else lambda k: getattr(geo, k)
+    _n, nr = get("l1").shape
+    flat = np.broadcast_to(np.asarray(n_idx) * nr + np.asarray(r), np.shape(s)).ravel()
+    sv = np.asarray(s, dtype=float).ravel()
+    l1 = get("l1").reshape(-1)[flat]
+    se = get("s_exit_geo").reshape(-1)[flat]
+    xy = np.empty((len(sv), 2))
+    h = np.empty(len(sv))
+    before, after = sv < l1, sv > se
+    for sel, start, d, hh, s0 in (
+        (before, "p_start", "d_in", "h_in", None),
+        (after, "p3", "d_out", "h_out", se),
+    ):
+        idx = np.nonzero(sel)[0]
+        if len(idx):
+            fr = flat[idx]
+            ds = sv[idx] if s0 is None else sv[idx] - s0[idx]
+            xy[idx] = get(start).reshape(-1, 2)[fr] + ds[:, None] * get(d).reshape(-1, 2)[fr]
+            h[idx] = get(hh).reshape(-1)[fr]
+    idx = np.nonzero(~before & ~after)[0]
+    if len(idx):
+        k = (sv[idx] - l1[idx]) / CONN_DS
+        k0 = np.clip(np.floor(k).astype(np.int64), 0, CONN_K - 2)
+        f = np.clip(k - k0, 0.0, 1.0)
+        ci = flat[idx] * CONN_K + k0
+        cxy = get("conn_xy").reshape(-1, 2)
+        ch = get("conn_h").reshape(-1)
+        c0 = cxy[ci]
+        xy[idx] = c0 + (cxy[ci + 1] - c0) * f[:, None]
+        h0 = ch[ci]
+        h[idx] = h0 + wrap_angle(ch[ci + 1] - h0) * f
+    shape = np.shape(s)
+    return xy.reshape((*shape, 2)), h.reshape(shape)
+
+
+def allowed_speed(roads: Roads, n_idx, r, s):
+    """Speed a driver may have at s: limit, curves ahead, look-ahead braking (same shape as s)."""
+    b2 = 2 * LOOKAHEAD_DECEL
+    l1 = roads.l1[n_idx, r]
+    k = np.clip(((s - l1) / CONN_DS).astype(np.int64), 0, CONN_K - 1)
+    e = np.where(s < l1, roads.conn_e[n_idx, r, 0], roads.conn_e[n_idx, r, k])
+    v = np.sqrt(np.maximum(e - b2 * s, 0.0))
+    v = np.where(s < l1, np.minimum(v, roads.lim_in[n_idx, r]), v)
+    return np.where(s > roads.s_exit_geo[n_idx, r], roads.lim_out[n_idx, r], v)
+
+
+def _crosswalks(plan: Plan, t: Template, u, n, hw, r):
+    g = len(plan)
+    ok = plan.cw_on & plan.arms_on
+    if t.kind == MERGE:
+        ok = np.zeros_like(ok)
+    if t.kind == STRAIGHT:
+        ok = ok & (np.arange(4) == 0)
+        tc = np.zeros((g, 4))
+    else:
+        tc = r - 1.0 - plan.cw_w[:, None] / 2
+    hb = plan.cw_w[:, None] / 2
+    lat = hw + 0.5
+    corners = [(-hb, -lat), (hb, -lat), (hb, lat), (-hb, lat), (-hb, -lat)]
+    ring = np.stack([(tc + dt)[..., None] * u + dl[..., None] * n for dt, dl in corners], axis=2)
+    return {"ok": ok, "tc": tc, "half_road": hw, "ring": ring}
+
+
+def _map_pieces(plan: Plan, t: Template, u, n, r, conn_route_ctrl, group, extra):
+    """Lane pieces (inbound and outbound, split every `seg_len` m) and connectors, RAW_POINTS
+    vertices each."""
+    g = len(plan)
+    w, med, seg = plan.lane_w, plan.median, plan.seg_len
+    q = np.arange(MAX_PIECES)
+    lin = np.linspace(0.0, 1.0, RAW_POINTS)
+    # Every (arm, direction, lane) of the template at once: [G, K, Q, P] pieces.
+    lanes = [(a, d, i) for a in range(4) if t.arms_on[a] for d in (0, 1) for i in range(t.lanes[a])]
+    la, ld, li = (np.array(x) for x in zip(*lanes, strict=True))
+    inbound = ld == 0
+    t0 = (r[:, la, None] + q * seg[:, None, None]).astype(np.float32)  # [G, K, Q]
+    t1 = t0 + seg[:, None, None].astype(np.float32)
+    ta, tb = np.where(inbound[:, None], t1, t0), np.where(inbound[:, None], t0, t1)
+    tt = ta[..., None] + (tb - ta)[..., None] * lin.astype(np.float32)  # [G, K, Q, P]
+    off = (med[:, None] + (li + 0.5) * w[:, None]) * np.where(inbound, 1.0, -1.0)  # [G, K]
+    ua, na = u[:, la].astype(np.float32), n[:, la].astype(np.float32)  # [G, K, 2]
+    pts = tt[..., None] * ua[:, :, None, None] + (off[..., None] * na)[:, :, None, None].astype(
+        np.float32
+    )
+    xy = [pts.reshape(g, -1, RAW_POINTS, 2)]
+    ok = [(t0 < MAP_EXTENT).reshape(g, -1)]
+    rb = [
+        np.broadcast_to(
+            ((la * 2 + ld) * MAX_PIECES)[:, None] + q, (g, len(lanes), MAX_PIECES)
+        ).reshape(g, -1)
+    ]
+    grp = [-np.ones((g, len(lanes) * MAX_PIECES), int)]
+    p0, p1, p2, p3 = conn_route_ctrl
+    conn = bezier(p0, p1, p2, p3, lin)  # [G, R, P, 2]
+    nr = len(t.routes)
+    xy.append(conn)
+    ok.append(np.ones((g, nr), bool))
+    ab = np.array([(ra, rb_) for ra, _, _, rb_, _ in t.routes]).reshape(-1, 2)
+    rb.append(np.broadcast_to(100 + ab[:, 0] * 4 + ab[:, 1], (g, nr)))
+    grp.append(group[:, :nr])
+    if t.ramp:
+        p_far, q0, q1, q2, q3, p_end = extra["ramp_ctrl"]
+        # Ramp lane in two pieces, the curve as a connector, the acceleration lane.
+        mid = q0 + 0.5 * (p_far - q0) * (MAP_EXTENT / ARM_LENGTH)
+        far = q0 + (p_far - q0) * (MAP_EXTENT / ARM_LENGTH)
+        for k, (pa, pb) in enumerate(((far, mid), (mid, q0))):
+            xy.append((pa[:, None] + (pb - pa)[:, None] * lin[:, None])[:, None])
+            ok.append(np.ones((g, 1), bool))
+            rb.append(np.full((g, 1), 200 + k))
+            grp.append(-np.ones((g, 1), int))
+        xy.append(bezier(q0, q1, q2, q3, lin)[:, None])
+        ok.append(np.ones((g, 1), bool))
+        rb.append(np.full((g, 1), 202))
+        grp.append(-np.ones((g, 1), int))
+        xy.append((q3[:, None] + (p_end - q3)[:, None] * lin[:, None])[:, None])
+        ok.append(np.ones((g, 1), bool))
+        rb.append(np.full((g, 1), 203))
+        grp.append(-np.ones((g, 1), int))
+    return {
+        "xy": np.concatenate(xy, 1).astype(np.float32),
+        "ok": np.concatenate(ok, 1),
+        "rb": np.concatenate(rb, 1),
+        "group": np.concatenate(grp, 1),
+    }
+
+
+def _ego_route(plan: Plan, t: Template, idx: dict) -> np.ndarray:
+    """The ego's starting route slot: arm 0, its lane and movement (or the ramp)."""
+    g = len(plan)
+    out = np.zeros(g, int)
+    for k in range(g):
+        if t.ramp and plan.ego_on_ramp[k]:
+            out[k] = len(t.routes)
+            continue
+        lane = int(min(plan.ego_lane[k], t.lanes[0] - 1))
+        m = int(plan.ego_move[k])
+        key = (0, lane, m)
+        if key not in idx:  # fall back to any movement from that lane, then any lane
+            key = next((kk for kk in idx if kk[0] == 0 and kk[1] == lane), None) or next(
+                kk for kk in idx if kk[0] == 0
+            )
+        out[k] = idx[key]
+    return out
+
+
+def _ego_roadblocks(plan: Plan, t: Template, ego_route: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Roadblock ids along the ego's route, in driving order, -1 padded [G, B]."""
+    g = len(plan)
+    out = -np.ones((g, MAX_ROUTE_BLOCKS), int)
+    far_to_near = list(range(MAX_PIECES - 1, -1, -1))
+    for k in range(g):
+        er = int(ego_route[k])
+        if er >= len(t.routes):
+            # Ramp pieces, the acceleration lane, then the eastbound pieces from where it starts
+            # (arm 0 piece q ends at x = -(r + q seg)).
+            seq = [200, 201, 202, 203] + [
+                q for q in far_to_near
+                if -(r[k, 0] + q * plan.seg_len[k]) >= plan.acc_x0[k]
+            ]  # fmt: skip
+            b = 2
+        else:
+            b = t.routes[er][3]
+            seq = list(far_to_near)
+        seq = seq + [100 + b] + [(b * 2 + 1) * MAX_PIECES + q for q in range(MAX_PIECES)]
+        out[k, : len(seq)] = seq[:MAX_ROUTE_BLOCKS]
+    return out
+
+
+_PAD = {  # padding of routes, crosswalks and map pieces that a scenario does not have
+    "p_start": 0.0, "d_in": 0.0, "h_in": 0.0, "l1": 0.0, "p3": 0.0, "d_out": 0.0, "h_out": 0.0,
+    "conn_xy": 0.0, "conn_h": 0.0, "lim_in": 1.0, "lim_out": 1.0, "conn_e": 1.0, "s_exit_geo": 1.0,
+    "route_len": 0.0, "move": -1, "arm_out": -1, "s_stop": np.inf, "s_exit": np.inf, "group": -1,
+    "s_dead": np.inf, "lc_tgt": -1, "lc_off": 0.0, "lc_same": False, "lc_sep": 0.0, "lc_lo": 0.0,
+    "lc_hi": -1.0, "cw_s": np.inf, "cw_u": 0.0, "map_xy": 0.0, "map_ok": False, "map_rb": -2,
+    "map_group": -1,
+}  # fmt: skip
+_ROUTE_KEYS = {key for key in _PAD if not key.startswith("map_")}  # padded along the route axis
+
+
+def _assemble(parts: list[dict], rows: list[np.ndarray], n: int) -> Roads:
+    lmax = max(p["map_xy"].shape[1] for p in parts)
+    out = {}
+    for key in parts[0]:
+        first = parts[0][key]
+        shape = list(first.shape[1:])
+        if key in _ROUTE_KEYS:
+            shape[0] = MAX_ROUTES
+        elif key == "pair":
+            shape[0] = shape[1] = MAX_ROUTES
+        elif key.startswith("map_"):
+            shape[0] = lmax
+        fill = _PAD.get(key, 0)
+        if key == "pair":
+            fill = conflicts.PAIR_PAD
+        arr = np.empty((n, *shape), dtype=first.dtype)
+        arr[...] = fill
+        for p, sel in zip(parts, rows, strict=True):
+            v = p[key]
+            sl = (sel, *tuple(slice(0, s) for s in v.shape[1:]))
+            arr[sl] = v
+        out[key] = arr
+    return Roads(**out)
