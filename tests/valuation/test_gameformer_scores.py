@@ -1,0 +1,114 @@
+"""The tiny GameFormer: TracIn modes agree with a brute-force loop over jax.grad; the adapter
+loads reference checkpoints with their learning rates and writes score files."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import valuation_helpers as h
+
+from gf_jax import model
+from gf_jax.checkpoint import CheckpointStore
+from gf_jax.config import PRESETS
+from valuation import gameformer, grads, metadata, scores, tracin
+
+PRESET = PRESETS["tiny"]
+TINY = PRESET.model
+CHUNK = 4  # one chunk size for every test here: each kernel compiles once per session
+# Unoptimised XLA backend: ~2.5x faster compiles of the 25 s programs; numerics unchanged.
+FAST_COMPILE = {"xla_backend_optimization_level": 0}
+LRS = (5e-4, 2.5e-4)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fast_compile():
+    grads.set_compiler_options(FAST_COMPILE)
+    yield
+    grads.set_compiler_options(None)
+
+
+@pytest.fixture(scope="module")
+def sets():
+    import conftest
+
+    return conftest.make_scenarios(6, seed=1), conftest.make_scenarios(3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def ckpts():
+    return [(model.init_params(TINY, jax.random.key(s)), lr) for s, lr in enumerate(LRS)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, ckpts):
+    store = CheckpointStore(tmp_path_factory.mktemp("reference") / "checkpoints", keep_all=True)
+    for epoch, (params, lr) in enumerate(ckpts):
+        meta = {"lr": lr, "step": epoch + 1, "history": []}
+        store.save(epoch, params, {"count": jnp.zeros(())}, meta, is_best=epoch == 0)
+    return store.root.parent
+
+
+def _close(a, b, rel=1e-5):
+    np.testing.assert_allclose(a, b, rtol=rel, atol=rel * np.max(np.abs(b)))
+
+
+def test_tiny_gameformer_modes_agree_with_brute_force(sets, ckpts):
+    train = gameformer.examples(sets[0], TINY)
+    val = gameformer.examples(sets[1], TINY)
+    loss = gameformer.loss_fn(TINY)
+    ref = h.brute_force_tracin(loss, ckpts, train, val, compiler_options=FAST_COMPILE)
+    assert np.all(np.isfinite(ref)) and np.max(np.abs(ref)) > 0
+    for mode in ("jvp", "vmap", "loop"):
+        s = tracin.tracin_scores(loss, ckpts, train, val, mode=mode, chunk_size=CHUNK)
+        _close(s, ref)
+
+
+def test_load_checkpoints_with_learning_rates(reference):
+    all_, info = gameformer.load_checkpoints(reference, "all")
+    assert [lr for _, lr in all_] == list(LRS)
+    assert [i["epoch"] for i in info] == [0, 1]
+    best, info = gameformer.load_checkpoints(reference / "checkpoints", "best")
+    assert len(best) == 1 and best[0][1] == LRS[0] and info[0]["checkpoint"] == "best"
+    mean, _ = gameformer.load_checkpoints(reference, "all", weighting="mean")
+    assert [w for _, w in mean] == [0.5, 0.5]
+    with pytest.raises(FileNotFoundError, match="no epoch checkpoints"):
+        gameformer.load_checkpoints(reference / "nowhere")
+
+
+def test_score_file_holds_every_score_and_its_metadata(tmp_path, sets, ckpts, reference):
+    train, val = sets
+    path = gameformer.score_dataset(
+        PRESET, train, val, reference, name="tiny_test", out_dir=tmp_path, chunk_size=CHUNK
+    )
+    assert path == tmp_path / "tiny_test.npz"
+    named, meta = scores.load_scores(path)
+    assert set(named) == {*gameformer.DEFAULT_SCORES, "token"}
+    assert list(named["token"]) == list(train.meta["token"])
+
+    loss = gameformer.loss_fn(TINY)
+    tr, va = gameformer.examples(train, TINY), gameformer.examples(val, TINY)
+    _close(named["tracin"], tracin.tracin_scores(loss, ckpts, tr, va, chunk_size=CHUNK))
+    np.testing.assert_allclose(named["metadata"], metadata.metadata_scores(train, "weighted"))
+    np.testing.assert_allclose(named["metadata_mean"], metadata.metadata_scores(train, "mean"))
+    np.testing.assert_allclose(named["hybrid"], scores.hybrid(named["tracin"], named["metadata"]))
+    # The loss score is the eval loss at the final epoch's checkpoint (checked against a loop
+    # over examples in test_scores.py).
+    final = ckpts[-1][0]
+    _close(named["loss"], scores.loss_scores(loss, final, tr, chunk_size=CHUNK), rel=1e-6)
+    assert not np.allclose(
+        named["loss"], scores.loss_scores(loss, ckpts[0][0], tr, chunk_size=CHUNK)
+    )
+    assert np.all((named["random"] >= 0) & (named["random"] < 1))
+
+    assert meta["preset"] == "tiny" and meta["mode"] == "jvp"
+    assert meta["data"]["n_train"] == 6 and meta["data"]["train"] == train.source
+    assert [c["lr"] for c in meta["checkpoints"]["used"]] == list(LRS)
+    assert meta["checkpoints"]["final_epoch"] == 1
+    assert set(meta["seconds"]) == set(gameformer.DEFAULT_SCORES) and meta["total_seconds"] > 0
+
+
+def test_unknown_score_is_refused(sets, reference):
+    with pytest.raises(ValueError, match="unknown score"):
+        gameformer.compute_scores(PRESET, *sets, reference, which=("tracin", "magic"))
