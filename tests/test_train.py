@@ -145,3 +145,14 @@ def test_padded_last_batch_has_zero_weight(scenarios):
     assert [b[1].tolist() for b in got] == [[1, 1, 1, 1], [1, 0, 0, 0]]
     np.testing.assert_array_equal(got[0][0]["map_lanes"], s.arrays["lanes"][[4, 1, 3, 0]])
     np.testing.assert_array_equal(got[1][0]["ego_agent_future"][0], s.arrays["ego_agent_future"][2])
+
+
+def test_cli_trains_on_the_procedural_world(tmp_path, capsys):
+    args = ["--preset", "tiny", "--epochs", "1", "--seed", "2", "--workdir", str(tmp_path / "run")]
+    assert train.main([*args, "--data-root", str(tmp_path / "data")]) == 0
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["best_epoch"] == 1 and np.isfinite(result["plan_ade"])
+    assert result["config"]["preset"]["train"]["seed"] == 2
+    assert "best epoch 1" in capsys.readouterr().out
+    # A finished run is refused without --overwrite, with exit code 1.
+    assert train.main([*args, "--data-root", str(tmp_path / "data")]) == 1
