@@ -38,11 +38,12 @@ from gf_jax.config import PRESETS
 from valuation import gameformer, grads
 
 
-def _flops(compiled) -> float:
+def _flops(compiled, devices: int = 1) -> float:
+    """Total FLOPs of a program (cost analysis reports one device's share of an SPMD program)."""
     cost = compiled.cost_analysis()
     if isinstance(cost, list | tuple):
         cost = cost[0]
-    return float(cost.get("flops", float("nan"))) if cost else float("nan")
+    return devices * float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def _program_mb(compiled) -> float:
@@ -60,13 +61,14 @@ def _device_peak_mb() -> float:
     return peak / 2**20 if peak else float("nan")
 
 
-def peak_gflops(n: int, repeats: int = 5) -> float:
-    """Best observed f32 matmul throughput (GFLOP/s) on the default device."""
-    a = jnp.ones((n, n), jnp.float32)
+def peak_gflops(n: int, mesh, repeats: int = 5) -> float:
+    """Best observed f32 matmul throughput (GFLOP/s), one n x n matmul per device at once."""
+    k = mesh.devices.size
+    a = mesh_lib.shard_batch(jnp.ones((k, n, n), jnp.float32), mesh)
     f = jax.jit(lambda x: x @ x)
     jax.block_until_ready(f(a))
     best, _ = benchlib.timed(lambda: jax.block_until_ready(f(a)), repeats)
-    return 2 * n**3 / best / 1e9
+    return k * 2 * n**3 / best / 1e9
 
 
 def _host(batch: dict) -> dict:
@@ -93,7 +95,7 @@ def train_epoch_seconds(preset_name: str, n: int, mesh, data: dict, repeats: int
     compiled, compile_s = _compiled(
         step_fn, params, opt_state, batch, weight, jax.random.key(0), lr
     )
-    flops = _flops(compiled) / b
+    flops = _flops(compiled, mesh.devices.size) / b
     mb = _program_mb(compiled)
     steps = -(-n // b)
 
@@ -148,15 +150,25 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
     v = grads.mean_grad(loss, params, val, chunk_size=chunk, mesh=mesh)
     jax.block_until_ready(v)
     epoch = train_epoch_seconds(name, n, mesh, data, args.repeats)
+    epoch_per_ex = epoch["seconds"] / epoch["examples"]
+
+    def row(
+        mode: str, m: int, seconds: float, gflop: float, mb: float, compile_s: float, batch: int
+    ) -> dict:
+        per_ex = seconds / m
+        return {
+            "preset": name, "mode": mode, "batch": batch, "examples": m,
+            "examples_per_s": 1.0 / per_ex, "ms_per_example": per_ex * 1e3,
+            "x_epoch": per_ex / epoch_per_ex,  # the pass in units of a training epoch
+            "gflop_per_example": gflop, "gflop_per_s": gflop / per_ex,
+            "frac_peak": gflop / peak / per_ex, "program_mb": mb, "compile_s": compile_s,
+        }  # fmt: skip
+
     rows = []
     for mode in ("loop", "vmap", "jvp"):
         m = min(n, args.loop_n) if mode == "loop" else n
         subset = {kk: vv[:m] for kk, vv in train_set.items()}
-        warm = (
-            {kk: vv[:chunk] for kk, vv in train_set.items()}
-            if mode != "loop"
-            else {kk: vv[:1] for kk, vv in train_set.items()}
-        )
+        warm = {kk: vv[: 1 if mode == "loop" else chunk] for kk, vv in train_set.items()}
         grads.grad_dots(loss, params, warm, v, mode=mode, chunk_size=chunk, mesh=mesh)
         best, _ = benchlib.timed(
             lambda mode=mode, subset=subset: grads.grad_dots(
@@ -165,22 +177,10 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
             args.repeats,
         )
         (compiled, compile_s), per = programs[mode]
-        rows.append(
-            _row(
-                name,
-                mode,
-                m,
-                best,
-                _flops(compiled) / per,
-                _program_mb(compiled),
-                compile_s,
-                peak,
-                epoch,
-                n,
-                chunk if mode != "loop" else 1,
-            )
-        )
-    # The validation gradient (jvp/vmap modes share this cost): one backward per chunk.
+        ndev = 1 if mode == "loop" else mesh.devices.size  # the loop runs on one device
+        gflop = _flops(compiled, ndev) / per / 1e9
+        rows.append(row(mode, m, best, gflop, _program_mb(compiled), compile_s, per))
+    # The validation gradient (every mode needs it per checkpoint): one backward per chunk.
     best, _ = benchlib.timed(
         lambda: jax.block_until_ready(
             grads.mean_grad(loss, params, val, chunk_size=chunk, mesh=mesh)
@@ -188,62 +188,18 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
         args.repeats,
     )
     (compiled, compile_s), per = programs["val_grad"]
-    rows.append(
-        _row(
-            name,
-            "val_grad",
-            args.n_val,
-            best,
-            _flops(compiled) / per,
-            _program_mb(compiled),
-            compile_s,
-            peak,
-            epoch,
-            n,
-            chunk,
-        )
-    )
-    rows.append(
-        _row(
-            name,
-            "train_epoch",
-            epoch["examples"],
-            epoch["seconds"],
-            epoch["gflop_per_example"] * 1e9,
-            epoch["program_mb"],
-            epoch["compile_s"],
-            peak,
-            epoch,
-            n,
-            epoch["batch"],
-        )
-    )
+    gflop = _flops(compiled, mesh.devices.size) / per / 1e9
+    rows.append(row("val_grad", args.n_val, best, gflop, _program_mb(compiled), compile_s, per))
+    rows.append(row("train_epoch", epoch["examples"], epoch["seconds"],
+                    epoch["gflop_per_example"], epoch["program_mb"], epoch["compile_s"],
+                    epoch["batch"]))  # fmt: skip
     loop_rate = rows[0]["examples_per_s"]
     for r in rows:
         r["x_loop"] = r["examples_per_s"] / loop_rate
         r["params"] = model.param_count(params)
+        r["devices"] = mesh.devices.size
         r["device_peak_mb"] = _device_peak_mb()
     return rows
-
-
-def _row(preset, mode, m, seconds, flops_per_ex, mb, compile_s, peak, epoch, n, batch) -> dict:
-    per_ex = seconds / m
-    epoch_per_ex = epoch["seconds"] / epoch["examples"]
-    floor = flops_per_ex / (peak * 1e9)
-    return {
-        "preset": preset,
-        "mode": mode,
-        "batch": batch,
-        "examples": m,
-        "examples_per_s": 1.0 / per_ex,
-        "ms_per_example": per_ex * 1e3,
-        "x_epoch": per_ex / epoch_per_ex,  # cost of the pass over N in training epochs over N
-        "gflop_per_example": flops_per_ex / 1e9,
-        "gflop_per_s": flops_per_ex / per_ex / 1e9,
-        "frac_peak": floor / per_ex,
-        "program_mb": mb,
-        "compile_s": compile_s,
-    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -265,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     presets = args.presets or (["cpu", "paper"] if jax.default_backend() == "gpu" else ["cpu"])
 
-    peak = peak_gflops(args.peak_n)
+    peak = peak_gflops(args.peak_n, mesh_lib.data_mesh())
     print(
         f"peak f32 matmul: {peak:,.1f} GFLOP/s on {jax.devices()[0].device_kind} "
         f"x{jax.device_count()}"
@@ -275,6 +231,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows += bench_preset(name, args, peak)
     cols = [
         "preset",
+        "devices",
         "mode",
         "batch",
         "examples",

@@ -274,7 +274,8 @@ def grad_dots(
     n = num_examples(data)
     key = _key(dropout_key)
     if mode == "loop":
-        return _loop(k, params, data, key, mesh, lambda g, v=v: tree_dot(g, v))
+        v = jax.device_put(v, mesh.devices.flat[0])  # v may live on the whole mesh
+        return _loop(k, params, data, key, mesh, lambda g: tree_dot(g, v))
     params, v, key = mesh_lib.replicate((params, v, key), mesh)
     parts = []
     for c in iter_chunks(data, chunk_size_for(n, chunk_size, mesh), mesh):

@@ -80,6 +80,10 @@ def test_sharded_over_four_devices_equals_one(setup):
         a = grads.grad_dots(h.mlp_loss_nodrop, params, data, v, mode=mode, chunk_size=4, mesh=one)
         b = grads.grad_dots(h.mlp_loss_nodrop, params, data, v, mode=mode, chunk_size=4, mesh=four)
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+    # The reference loop runs on one device even when v lives on the whole mesh.
+    v_mesh = mesh_lib.replicate(v, four)
+    loop = grads.grad_dots(h.mlp_loss_nodrop, params, data, v_mesh, mode="loop", mesh=four)
+    np.testing.assert_allclose(loop, a, rtol=1e-5, atol=1e-6)
     key = jax.random.key(7)
     a = grads.per_example_losses(h.mlp_loss, params, data, dropout_key=key, mesh=one)
     b = grads.per_example_losses(h.mlp_loss, params, data, dropout_key=key, mesh=four)
