@@ -29,7 +29,7 @@ from experiments import benchlib
 from gf_jax import atomic, train
 from gf_jax.config import get_preset
 from gf_jax.data import synthetic
-from valuation import gameformer, hvp, lissa, scores
+from valuation import gameformer, lissa, scores
 
 HIGH_IS_SUSPECT = ("loss", "self_influence")
 
@@ -58,25 +58,6 @@ def reference_run(args: argparse.Namespace):
         progress=not args.quiet,
     )
     return preset, tr, va, workdir, time.perf_counter() - t0, fit.result
-
-
-def lissa_options(preset, tr, workdir, args) -> tuple[gameformer.LissaOptions, float]:
-    """Scale from the top Hessian eigenvalue on a mini-batch (s > (lambda_max + damping) / 2)."""
-    loss = gameformer.loss_fn(preset.model)
-    store = gameformer.checkpoint_store(workdir)
-    params = store.params(store.latest())
-    batch = {k: v[: args.lissa_batch] for k, v in gameformer.examples(tr, preset.model).items()}
-    lam = abs(hvp.top_eigenvalue(loss, params, batch, iters=15))
-    damping = args.lissa_damping if args.lissa_damping is not None else 0.01 * lam
-    scale = args.lissa_scale if args.lissa_scale is not None else 1.5 * (lam + damping)
-    opts = gameformer.LissaOptions(
-        damping=damping,
-        scale=scale,
-        depth=args.lissa_depth,
-        repeats=args.lissa_repeats,
-        batch_size=args.lissa_batch,
-    )
-    return opts, lam
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -121,22 +102,24 @@ def main(argv: list[str] | None = None) -> dict:
         )
         named[name], seconds[name] = extra["tracin"], d["seconds"]["tracin"]
 
-    lissa_info: dict = {}
-    opts, lam = lissa_options(preset, tr, workdir, args)
-    for attempt in range(4):
-        try:
-            extra, d = gameformer.compute_scores(
-                preset, tr, va, workdir, which=("lissa",), lissa=opts, **common
-            )
-            named["lissa"], seconds["lissa"] = extra["lissa"], d["seconds"]["lissa"]
-            lissa_info = {**d["lissa"], "lambda_max_estimate": lam, "attempts": attempt + 1}
-            break
-        except lissa.LissaDivergenceError as e:
-            print(f"LiSSA: {e}; retrying with 10x damping")
-            damping = max(opts.damping * 10, 1e-3)
-            opts = dataclasses.replace(opts, damping=damping, scale=1.5 * (lam + damping))
-    else:
-        lissa_info = {"diverged": True, "lambda_max_estimate": lam}
+    try:
+        extra, d = gameformer.auto_lissa_scores(
+            preset,
+            tr,
+            va,
+            workdir,
+            depth=args.lissa_depth,
+            repeats=args.lissa_repeats,
+            batch_size=args.lissa_batch,
+            damping=args.lissa_damping,
+            scale=args.lissa_scale,
+            chunk_size=args.chunk,
+        )
+        named["lissa"], seconds["lissa"] = extra["lissa"], d["seconds"]["lissa"]
+        lissa_info = d["lissa"]
+    except lissa.LissaDivergenceError as e:
+        print(f"LiSSA diverged: {e}")
+        lissa_info = {"diverged": True}
 
     rows = []
     for name, s in named.items():

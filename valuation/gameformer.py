@@ -27,7 +27,7 @@ from gf_jax import losses
 from gf_jax.checkpoint import CheckpointStore
 from gf_jax.config import ModelConfig, Preset, to_dict
 from gf_jax.data.schema import ScenarioSet
-from valuation import influence, metadata, scores, tracin
+from valuation import hvp, influence, lissa, metadata, scores, tracin
 from valuation.grads import DEFAULT_CHUNK, LossFn, Params
 
 DEFAULT_SCORES = ("tracin", "metadata", "metadata_mean", "loss", "hybrid", "random")
@@ -219,6 +219,58 @@ def compute_scores(
         "devices": jax.device_count(),
     }
     return {k: named[k] for k in which}, description
+
+
+def auto_lissa_options(
+    preset: Preset,
+    train: ScenarioSet,
+    reference: str | os.PathLike,
+    *,
+    depth: int = 100,
+    repeats: int = 3,
+    batch_size: int = 32,
+    damping: float | None = None,
+    scale: float | None = None,
+) -> tuple[LissaOptions, float]:
+    """LiSSA options with the scale set from the top Hessian eigenvalue of the final checkpoint
+    on one mini-batch: damping 0.01 lambda_max, scale 1.5 (lambda_max + damping), so that the
+    recursion's spectrum stays inside (-1, 1). Returns (options, lambda_max estimate)."""
+    store = checkpoint_store(reference)
+    params = store.params(store.latest())
+    batch = {k: v[:batch_size] for k, v in examples(train, preset.model).items()}
+    lam = abs(hvp.top_eigenvalue(loss_fn(preset.model), params, batch, iters=15))
+    damping = 0.01 * lam if damping is None else damping
+    scale = 1.5 * (lam + damping) if scale is None else scale
+    opts = LissaOptions(damping, scale, depth, repeats, batch_size)
+    return opts, lam
+
+
+def auto_lissa_scores(
+    preset: Preset,
+    train: ScenarioSet,
+    val: ScenarioSet,
+    reference: str | os.PathLike,
+    *,
+    attempts: int = 4,
+    chunk_size: int = DEFAULT_CHUNK,
+    **options: Any,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """`compute_scores(which=("lissa",))` with `auto_lissa_options`; on divergence, retries with
+    10x the damping (and the matching scale) up to `attempts` times, then re-raises."""
+    opts, lam = auto_lissa_options(preset, train, reference, **options)
+    for attempt in range(attempts):
+        try:
+            named, desc = compute_scores(
+                preset, train, val, reference, which=("lissa",), lissa=opts, chunk_size=chunk_size
+            )
+            desc["lissa"].update(lambda_max_estimate=lam, attempts=attempt + 1)
+            return named, desc
+        except lissa.LissaDivergenceError:
+            if attempt == attempts - 1:
+                raise
+            damping = max(opts.damping * 10, 1e-3)
+            opts = dataclasses.replace(opts, damping=damping, scale=1.5 * (lam + damping))
+    raise AssertionError("unreachable")
 
 
 def score_path(name: str, out_dir: str | os.PathLike = "runs/scores") -> Path:
