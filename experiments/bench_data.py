@@ -1,8 +1,11 @@
-"""Data throughput: procedural-world builds, GameFormer npz writes and reads, cache memory-map loads.
+"""Data throughput: procedural-world builds, GameFormer npz writes and reads, cache memory-map loads,
+and nuPlan extraction (scenarios/s per worker count) on a test database written from the world.
 
-    python experiments/bench_data.py [--n 7148] [--out runs/bench/data.json]
+    python experiments/bench_data.py [--n 7148] [--nuplan-logs 8] [--workers 1 2] [--out runs/bench/data.json]
 
-The default n is the paper's split sizes together (5,148 + 1,000 + 1,000).
+The default n is the paper's split sizes together (5,148 + 1,000 + 1,000). The nuPlan database is
+the tests' fixture (tests/data/nuplan_fixture.py: one log per procedural scenario plus city maps);
+it needs the `[nuplan]` extra and is skipped without it (`--nuplan-logs 0` skips it too).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n", type=int, default=7148, help="scenarios to build (default: paper total)")
     p.add_argument("--npz-n", type=int, default=1000, help="scenarios written/read as npz files")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nuplan-logs", type=int, default=8, help="logs in the nuPlan test database")
+    p.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="nuPlan worker counts")
     p.add_argument("--out", default="runs/bench/data.json")
     args = p.parse_args(argv)
 
-    rows = []
+    rows = nuplan_rows(args.nuplan_logs, args.workers, args.seed) if args.nuplan_logs else []
     t, world = benchlib.timed(
         lambda: synthetic.generate(args.n, seed=args.seed, noise_fraction=0.05)
     )
@@ -62,6 +67,35 @@ def main(argv: list[str] | None = None) -> dict:
     path = benchlib.write_record(args.out, "data", rows, vars(args))
     print(f"wrote {path}")
     return {"rows": rows}
+
+
+def nuplan_rows(logs: int, workers: list[int], seed: int) -> list[dict]:
+    """Extraction throughput of the test database, once per worker count (fresh output each)."""
+    try:
+        import pyogrio  # noqa: F401
+
+        from gf_jax.data import nuplan
+    except ImportError as e:
+        print(f"skipping nuPlan extraction ({e})")
+        return []
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
+    import nuplan_fixture
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        world = nuplan_fixture.simulate(logs, seed=seed, city_mix=nuplan_fixture.CITY_MIX)
+        db, maps, _ = nuplan_fixture.write_dataset(Path(tmp) / "nuplan", world)
+        cfg = nuplan.ExtractConfig(scenario_types=tuple(sorted({w.scenario_type for w in world})))
+        for w in workers:
+            out = Path(tmp) / f"out{w}"
+            t, rep = benchlib.timed(
+                lambda out=out, w=w: nuplan.extract_to_folder(
+                    db, maps, out, config=cfg, workers=w, progress=False
+                )
+            )
+            n = rep.written
+            rows.append({"stage": f"nuplan extract x{w}", "n": n, "seconds": t, "scn_per_s": n / t})
+    return rows
 
 
 if __name__ == "__main__":

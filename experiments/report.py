@@ -80,7 +80,8 @@ def preset_from_dict(d: dict) -> Preset:
 
 
 def reference_preset(workdir: Path) -> Preset | None:
-    path = workdir / "reference" / "seed0" / "config.json"
+    """The preset of the workdir's main reference run (`reference/seed0`)."""
+    path = workdir / "reference" / f"seed{run_lib.REFERENCE_SEED}" / "config.json"
     if not path.exists():
         return None
     return preset_from_dict(json.loads(path.read_text())["preset"])

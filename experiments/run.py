@@ -154,8 +154,8 @@ def run_name(args: argparse.Namespace) -> str:
             parts.append("dropout")
     if args.noise is not None:
         parts.append(f"noise{args.noise:g}")
-    if args.epochs is not None:
-        parts.append(f"e{args.epochs}")
+    # --epochs and --preset are not in the name: a workdir holds one of each (a run with other
+    # values in the same folder is refused with a clear error, never mixed).
     return "-".join(parts)
 
 
@@ -240,8 +240,6 @@ def reference_folder(args: argparse.Namespace) -> str:
         parts.append(_digest(args.data))
     if args.noise is not None:
         parts.append(f"noise{args.noise:g}")
-    if args.epochs is not None:
-        parts.append(f"e{args.epochs}")
     return "-".join(parts)
 
 

@@ -447,7 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="training seed (sampling, init, dropout)")
     p.add_argument("--workdir", required=True, help="output folder")
     p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
-    p.add_argument("--data", default=None, help="'synthetic' (default) or a folder of npz splits")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="synthetic (default), npz:DIR, nuplan:DB_DIR,MAPS_DIR or real-samples",
+    )
     p.add_argument("--data-root", default="runs/data", help="dataset cache folder")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run")

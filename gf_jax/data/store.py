@@ -1,11 +1,18 @@
 """Build-once cache of dataset splits, stored as `.npy` arrays and loaded by memory map.
 
 A split is keyed by its source and the config that shapes it (`split_key`). The first request builds
-it (procedural world or an npz folder), writes it into a temporary folder and renames that into
-place, so a killed build never leaves a cache entry that is later read as valid. Later requests
-memory-map the arrays: loading the paper-sized training split costs milliseconds.
+it, writes it into a temporary folder and renames that into place, so a killed build never leaves a
+cache entry that is later read as valid. Later requests memory-map the arrays: loading the
+paper-sized training split costs milliseconds.
 
-Folder layout: `<root>/<split>-<key>/{<array>.npy, meta.json, source.json}`.
+Sources (`DataConfig.source`, see `parse_source`): `synthetic` (the procedural world), `npz:DIR` or a
+plain DIR (GameFormer npz folders with train/val/test subfolders), `nuplan:DB_DIR,MAPS_DIR` (extracted
+once into `<root>/nuplan-<key>/`, then split by log), `real-samples[:DIR]` (the AV2 / nuScenes
+samples, split by log or scene). Logs are assigned to splits by the rank of a hash of their name
+(10% val, 10% test, at least one each), so overlapping scenarios of one log never straddle splits.
+
+Folder layout: `<root>/<split>-<key>/{<array>.npy, meta.json, source.json}` (+ the CC BY-NC-SA
+licence note for data derived from the real samples).
 """
 
 from __future__ import annotations
@@ -26,6 +33,56 @@ from gf_jax.data.schema import ARRAY_KEYS, LAYOUT, META_KEYS, DataError, Scenari
 SPLITS = ("train", "val", "test")
 _SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 FORMAT_VERSION = 1
+SPLIT_FRACTIONS = {"val": 0.1, "test": 0.1}  # of the logs; the rest trains
+SOURCE_KINDS = ("synthetic", "npz", "nuplan", "real-samples")
+_USAGE = "expected synthetic, npz:DIR, nuplan:DB_DIR,MAPS_DIR, real-samples[:DIR] or a folder"
+
+
+def parse_source(source: str) -> tuple[str, tuple[str, ...]]:
+    """`DataConfig.source` -> (kind, args): ('synthetic', ()), ('npz', (DIR,)),
+    ('nuplan', (DB_DIR, MAPS_DIR)) or ('real-samples', (DIR,)). Raises DataError if unknown."""
+    kind, sep, rest = source.partition(":")
+    if source == "synthetic":
+        return "synthetic", ()
+    if source == "real-samples" or (kind == "real-samples" and sep):
+        from gf_jax.data import real_samples  # deferred: only this source needs it
+
+        return "real-samples", (rest or str(real_samples.DEFAULT_DIR),)
+    if kind == "npz" and sep:
+        if not rest:
+            raise DataError(f"{source}: npz source needs a folder (npz:DIR)")
+        return "npz", (rest,)
+    if kind == "nuplan" and sep:
+        db, comma, maps = rest.partition(",")
+        if not (db and comma and maps):
+            raise DataError(f"{source}: nuplan source needs nuplan:DB_DIR,MAPS_DIR")
+        return "nuplan", (db, maps)
+    if source and Path(source).is_dir():
+        return "npz", (source,)
+    raise DataError(
+        f"{source or '<empty>'}: data source is neither 'synthetic' nor a folder; {_USAGE}"
+    )
+
+
+def _stat(paths: list[Path]) -> str:
+    """A fingerprint of files (name, size, mtime) for cache keys."""
+    stat = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(paths)]
+    return hashlib.sha256(json.dumps(stat).encode()).hexdigest()
+
+
+def assign_splits(groups: np.ndarray | list[str], source: str) -> np.ndarray:
+    """Split name of each item from its group (log): groups ranked by a hash of their name, the
+    first 10% to test, the next 10% to val (at least one each), the rest to train."""
+    uniq = sorted(set(map(str, groups)), key=lambda g: hashlib.sha256(g.encode()).hexdigest())
+    if len(uniq) < 3:
+        raise DataError(
+            f"{source}: {len(uniq)} log(s) cannot make non-empty train/val/test splits (need 3)"
+        )
+    n_test = max(1, round(SPLIT_FRACTIONS["test"] * len(uniq)))
+    n_val = max(1, round(SPLIT_FRACTIONS["val"] * len(uniq)))
+    of = {g: "test" if i < n_test else "val" if i < n_test + n_val else "train"
+          for i, g in enumerate(uniq)}  # fmt: skip
+    return np.array([of[str(g)] for g in groups])
 
 
 def split_recipe(config: DataConfig, split: str) -> dict[str, Any]:
@@ -33,7 +90,33 @@ def split_recipe(config: DataConfig, split: str) -> dict[str, Any]:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
     recipe: dict[str, Any] = {"format": FORMAT_VERSION, "split": split, "source": config.source}
-    if config.source == "synthetic":
+    kind, args = parse_source(config.source)
+    if kind == "nuplan":
+        from gf_jax.data import nuplan
+
+        db, maps = (Path(a) for a in args)
+        logs = nuplan.list_logs(db)
+        recipe.update(
+            db=str(db.resolve()),
+            maps=str(Path(maps).resolve()),
+            logs=_stat(logs),
+            map_files=_stat(list(Path(maps).glob("*/*/map.gpkg"))),
+            extract=to_dict(nuplan.ExtractConfig()),
+            fractions=SPLIT_FRACTIONS,
+        )
+    elif kind == "real-samples":
+        from gf_jax.data import real_samples
+
+        folder = Path(args[0])
+        if not folder.is_dir():
+            raise DataError(f"{folder}: real driving samples folder not found")
+        recipe.update(
+            folder=str(folder.resolve()),
+            files=_stat([p for p in folder.rglob("*") if p.is_file()]),
+            stride=real_samples.DEFAULT_STRIDE,
+            fractions=SPLIT_FRACTIONS,
+        )
+    elif kind == "synthetic":
         from gf_jax.data import synthetic  # deferred: only synthetic builds need the world
 
         recipe.update(
@@ -44,7 +127,7 @@ def split_recipe(config: DataConfig, split: str) -> dict[str, Any]:
             world_version=getattr(synthetic, "WORLD_VERSION", 1),
         )
     else:
-        folder = _split_folder(Path(config.source), split)
+        folder = _split_folder(Path(args[0]), split)
         files = gameformer_npz.list_files(folder)
         stat = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         recipe.update(
@@ -74,10 +157,34 @@ def _split_folder(root: Path, split: str) -> Path:
     )
 
 
-def build_split(config: DataConfig, split: str, *, progress: bool = True) -> ScenarioSet:
-    """Builds a split from its source, uncached."""
+def build_split(
+    config: DataConfig,
+    split: str,
+    *,
+    progress: bool = True,
+    root: str | os.PathLike = "runs/data",
+) -> ScenarioSet:
+    """Builds a split from its source, uncached (a nuPlan extraction is kept under `root`)."""
     recipe = split_recipe(config, split)
-    if config.source == "synthetic":
+    kind, _ = parse_source(config.source)
+    if kind == "nuplan":
+        from gf_jax.data import nuplan
+
+        keep = {k: v for k, v in recipe.items() if k != "split"}
+        folder = Path(root) / f"nuplan-{split_key(keep)}"
+        nuplan.extract_to_folder(recipe["db"], recipe["maps"], folder, progress=progress)
+        everything = gameformer_npz.read_folder(folder, progress=progress)
+        logs = gameformer_npz._read_sidecar(folder)
+        groups = [logs.get(gameformer_npz.file_name(m, t), {}).get("log", t)
+                  for m, t in zip(everything.meta["map_name"], everything.meta["token"], strict=True)]  # fmt: skip
+        s = _take_split(everything, assign_splits(groups, config.source), split, config.source)
+    elif kind == "real-samples":
+        from gf_jax.data import real_samples
+
+        everything = real_samples.load(recipe["folder"], stride=recipe["stride"])
+        where = assign_splits(real_samples.groups(everything), config.source)
+        s = _take_split(everything, where, split, config.source)
+    elif kind == "synthetic":
         from gf_jax.data import synthetic
 
         s = synthetic.generate(
@@ -91,9 +198,20 @@ def build_split(config: DataConfig, split: str, *, progress: bool = True) -> Sce
     return s.validate()
 
 
+def _take_split(s: ScenarioSet, where: np.ndarray, split: str, source: str) -> ScenarioSet:
+    idx = np.nonzero(where == split)[0]
+    if not len(idx):
+        raise DataError(f"{source}: the {split} split is empty")
+    return s.subset(idx)
+
+
 def save(scenarios: ScenarioSet, path: str | os.PathLike, recipe: dict[str, Any] | None = None):
-    """Writes a ScenarioSet as a cache folder, atomically."""
+    """Writes a ScenarioSet as a cache folder, atomically (with the licence note of real data)."""
     with atomic.directory(path) as tmp:
+        if recipe and str(recipe.get("source", "")).startswith("real-samples"):
+            from gf_jax.data import real_samples
+
+            (tmp / real_samples.LICENCE_FILE).write_text(real_samples.LICENCE_NOTE)
         for k in ARRAY_KEYS:
             np.save(tmp / f"{k}.npy", np.ascontiguousarray(scenarios.arrays[k]))
         meta = {k: np.asarray(scenarios.meta[k]).tolist() for k in META_KEYS}
@@ -151,7 +269,7 @@ def load_split(
     path = Path(root) / f"{split}-{split_key(recipe)}"
     hit = path.is_dir()
     if not hit:
-        save(build_split(config, split, progress=progress), path, recipe)
+        save(build_split(config, split, progress=progress, root=root), path, recipe)
     if verbose:
         print(f"data: {split} split {'cache hit' if hit else 'built'} at {path}")
     return load(path)

@@ -1,0 +1,127 @@
+"""run.py, sweep.py and report.py end to end on the tiny preset (2 epochs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_runs import run_method
+
+from experiments import report, sweep
+from experiments import run as run_lib
+
+ROOT = Path(__file__).resolve().parents[2]
+DESIGN_KEYS = ("plan_ade", "plan_fde", "plan_ahe", "pred_ade", "pred_fde", "best_epoch", "history")
+
+
+def _result(workdir: Path, name: str, seed: int = 1) -> dict:
+    return json.loads((workdir / name / f"seed{seed}" / "result.json").read_text())
+
+
+def _check(result: dict, method: str, epochs: int = 2) -> None:
+    for k in DESIGN_KEYS:
+        assert k in result, k
+    assert np.isfinite([result[k] for k in DESIGN_KEYS[:5]]).all()
+    assert len(result["history"]) == epochs
+    assert result["method"] == method
+    assert result["config"]["preset"]["name"] == "tiny"
+    assert result["config"]["preset"]["train"]["epochs"] == epochs
+    assert set(result["test"]) >= {"plan_ade", "plan_fde"}
+    assert len(result["corrupted_mass"]) == epochs
+
+
+def test_reference_scores_and_runs(tiny_workdir):
+    ref = tiny_workdir / "reference" / "seed0"
+    assert (ref / "result.json").exists()
+    assert sorted(p.name for p in (ref / "checkpoints").glob("epoch_*")) == [
+        "epoch_000",
+        "epoch_001",
+    ]
+    _check(_result(tiny_workdir, "uniform"), "uniform")
+    tr = _result(tiny_workdir, "tracin")
+    _check(tr, "tracin")
+    assert tr["config"]["sampling"]["kind"] == "curriculum"
+    assert tr["config"]["sampling"]["mode"] == "paper"
+    assert (tiny_workdir / "tracin" / "seed1" / "config.json").exists()
+    score_file = Path(tr["config"]["scores"])
+    assert score_file.exists() and score_file.parent == tiny_workdir / "scores"
+    with np.load(score_file) as z:
+        assert {"tracin", "metadata", "loss", "hybrid", "random", "token"} <= set(z.files)
+        assert z["tracin"].shape == (64,)
+
+
+@pytest.mark.parametrize(
+    "argv,name,kind",
+    [
+        (["--method", "metadata"], "metadata", "curriculum"),
+        (["--method", "hybrid"], "hybrid", "curriculum"),
+        (["--method", "loss"], "loss", "curriculum"),
+        (["--method", "random"], "random", "curriculum"),
+        (["--method", "lissa"], "lissa", "curriculum"),
+        (["--method", "tracin", "--select", "0.25"], "tracin-select0.25-top", "select"),
+        (["--method", "tracin", "--curriculum", "code"], "tracin-code", "curriculum"),
+    ],
+)
+def test_every_method_writes_a_result(tiny_workdir, argv, name, kind):
+    result = run_method(tiny_workdir, *argv, "--seed", "1")
+    _check(result, argv[1])
+    assert result == _result(tiny_workdir, name)
+    assert result["config"]["sampling"]["kind"] == kind
+    if kind == "select":
+        assert result["config"]["sampling"]["fraction"] == 0.25
+
+
+def test_second_run_is_a_cache_hit(tiny_workdir, capsys):
+    path = tiny_workdir / "tracin" / "seed1" / "result.json"
+    before = path.read_text()
+    capsys.readouterr()
+    run_method(tiny_workdir, "--method", "tracin", "--seed", "1")
+    out = capsys.readouterr().out
+    assert "reference: cache hit" in out and "scores: cache hit" in out and "run: cache hit" in out
+    assert path.read_text() == before
+
+
+def test_conflicting_run_is_refused(tiny_workdir, capsys):
+    argv = ["--method", "metadata", "--name", "uniform", "--seed", "1", "--preset", "tiny"]
+    code = run_lib.main([*argv, "--epochs", "2", "--quiet", "--workdir", str(tiny_workdir)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "different configuration" in err[0]
+
+
+def test_sweep_list_and_resume_then_report(tiny_workdir, capsys, tmp_path):
+    common = ["--preset", "tiny", "--epochs", "2", "--workdir", str(tiny_workdir), "--quiet"]
+    assert sweep.main([*common, "--only", "uniform", "tracin", "--seeds", "1", "--list"]) == 0
+    listing = capsys.readouterr().out
+    assert "| uniform | 1 | done |" in listing and "| tracin | 1 | done |" in listing
+    assert sweep.main([*common, "--only", "uniform", "tracin", "--seeds", "1"]) == 0
+    assert "2 of 2 runs" in capsys.readouterr().out
+    assert len(sweep.configurations()) >= 18
+
+    out = tmp_path / "report"
+    assert report.main(["--workdir", str(tiny_workdir), "--out", str(out)]) == 0
+    text = (out / "REPORT.md").read_text()
+    for heading in ("The paper's table", "test split", "Spearman", "injected label noise"):
+        assert heading in text
+    assert "| tracin | 1 |" in text
+    for fig in ("tracin_distribution.png", "spearman.png", "training_race.gif",
+                "predictions.gif", "tier_scenarios.png", "curriculum_weights.png"):  # fmt: skip
+        assert (out / "figures" / fig).stat().st_size > 0, fig
+    assert "skipped" not in text
+
+
+def test_cli_help_and_bad_data(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "run.py")]
+    h = subprocess.run([*cmd, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert h.returncode == 0 and "--method" in h.stdout and "--curriculum" in h.stdout
+    bad = subprocess.run(
+        [*cmd, "--method", "uniform", "--preset", "tiny", "--data", str(tmp_path / "missing"),
+         "--workdir", str(tmp_path / "w"), "--quiet"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("error:") and "missing" in bad.stderr
