@@ -25,9 +25,9 @@ def preset():
 
 @pytest.fixture(scope="module")
 def data():
-    import conftest
+    import scenario_factory
 
-    return conftest.make_scenarios(20, seed=3), conftest.make_scenarios(8, seed=4)
+    return scenario_factory.make_scenarios(20, seed=3), scenario_factory.make_scenarios(8, seed=4)
 
 
 def _strip(history):
@@ -170,7 +170,7 @@ def test_gradient_accumulation_equals_one_big_batch(scenarios):
     weight = jnp.array([1, 1, 1, 1, 1, 1, 0, 0], jnp.float32)  # a padded tail too
     params = model.init_params(mcfg, jax.random.key(0))
     outs = []
-    for accum in (1, 2, 4):
+    for accum in (1, 4):  # 4: the last micro-batch is all padding
         tcfg = dataclasses.replace(p.train, grad_accum=accum)
         step, _ = train.compiled_steps(mcfg, tcfg)
         opt = train.make_optimizer(tcfg).init(params)

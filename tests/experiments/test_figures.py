@@ -3,9 +3,9 @@
 import sys
 from pathlib import Path
 
-import conftest
 import numpy as np
 import pytest
+import scenario_factory
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `experiments` is not installed
@@ -26,7 +26,7 @@ TYPES = [
 
 @pytest.fixture(scope="module")
 def scenarios():
-    s = conftest.make_scenarios(6, seed=0)
+    s = scenario_factory.make_scenarios(6, seed=0)
     s.meta["scenario_type"] = np.array(TYPES)
     s.meta["city"] = np.array(
         ["boston", "boston", "singapore", "pittsburgh", "boston", "las_vegas"]

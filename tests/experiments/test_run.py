@@ -61,11 +61,13 @@ def test_reference_scores_and_runs(tiny_workdir):
         (["--method", "hybrid"], "hybrid", "curriculum"),
         (["--method", "loss"], "loss", "curriculum"),
         (["--method", "random"], "random", "curriculum"),
-        (["--method", "lissa"], "lissa", "curriculum"),
+        # A short LiSSA (the test is about the pipeline; tests/valuation check its numerics).
+        (["--method", "lissa", "--lissa-depth", "4", "--lissa-batch", "8"], "lissa", "curriculum"),
         (["--method", "tracin", "--select", "0.25"], "tracin-select0.25-top", "select"),
         (["--method", "tracin", "--curriculum", "code"], "tracin-code", "curriculum"),
     ],
 )
+@pytest.mark.usefixtures("fast_valuation_compile")
 def test_every_method_writes_a_result(tiny_workdir, argv, name, kind):
     result = run_method(tiny_workdir, *argv, "--seed", "1")
     _check(result, argv[1])

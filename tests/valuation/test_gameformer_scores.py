@@ -31,9 +31,9 @@ def fast_compile():
 
 @pytest.fixture(scope="module")
 def sets():
-    import conftest
+    import scenario_factory
 
-    return conftest.make_scenarios(6, seed=1), conftest.make_scenarios(3, seed=2)
+    return scenario_factory.make_scenarios(6, seed=1), scenario_factory.make_scenarios(3, seed=2)
 
 
 @pytest.fixture(scope="module")
