@@ -40,8 +40,6 @@ PAPER_METHODS = sweep_lib.MAIN
 METRICS = ("plan_ade", "plan_fde", "plan_ahe")
 LABELS = {"plan_ade": "Plan ADE (m)", "plan_fde": "Plan FDE (m)", "plan_ahe": "Plan AHE (rad)"}
 SCORE_ORDER = ("tracin", "metadata", "hybrid", "loss", "lissa")
-# Scores where a HIGH value marks a suspect (corrupted) example; for the others a LOW one does.
-HIGH_IS_SUSPECT = ("loss", "self_influence")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -184,21 +182,22 @@ def configurations_table(runs: dict) -> str:
 
 
 def auroc_table(named: dict[str, np.ndarray], corrupted_N: np.ndarray) -> str:
+    """AUROC of each score for the corrupted examples, both ways round: a low TracIn should mark a
+    harmful example, a high loss a suspect one, and metadata may go either way."""
     rows = []
     for name, s in named.items():
         low = stats.auroc(s, corrupted_N, low_is_positive=True)
-        suspect = 1.0 - low if name in HIGH_IS_SUSPECT else low
         rows.append(
             {
                 "score": name,
-                "suspect end": "high" if name in HIGH_IS_SUSPECT else "low",
-                "AUROC": f"{suspect:.3f}",
+                "AUROC (low score = corrupted)": f"{low:.3f}",
+                "AUROC (high score = corrupted)": f"{1.0 - low:.3f}",
                 "mean pct (corrupted)": f"{100 * _pct(s)[corrupted_N].mean():.1f}",
                 "mean pct (clean)": f"{100 * _pct(s)[~corrupted_N].mean():.1f}",
             }
         )
-    cols = ["score", "suspect end", "AUROC", "mean pct (corrupted)", "mean pct (clean)"]
-    return stats.markdown_table(rows, cols)
+    cols = ["score", "AUROC (low score = corrupted)", "AUROC (high score = corrupted)"]
+    return stats.markdown_table(rows, [*cols, "mean pct (corrupted)", "mean pct (clean)"])
 
 
 def _pct(s: np.ndarray) -> np.ndarray:

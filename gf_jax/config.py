@@ -136,7 +136,7 @@ PRESETS: dict[str, Preset] = {
         ModelConfig(dim=64, heads=4, ffn_dim=256, encoder_layers=2, decoder_levels=1),
         DataConfig(n_train=512, n_val=128, n_test=200),
         # 32 steps per epoch instead of the paper's 161: a smaller batch and a 3x learning rate
-        # let the scaled-down run learn within 20 epochs (measured on 2 cores: ~5 min per run;
+        # let the scaled-down run learn within 20 epochs (measured on 2 cores: ~6-7 min per run;
         # fewer steps, e.g. 12 epochs, left the plan worse than constant velocity).
         TrainConfig(epochs=20, batch_size=16, learning_rate=3e-4),
     ),
