@@ -35,6 +35,7 @@ from gf_jax import atomic
 from gf_jax.config import DataConfig, ModelConfig, Preset, TrainConfig
 from gf_jax.data import store
 from gf_jax.data.schema import ScenarioSet
+from valuation.scores import percentile_rank
 
 PAPER_METHODS = sweep_lib.MAIN
 METRICS = ("plan_ade", "plan_fde", "plan_ahe")
@@ -77,12 +78,15 @@ def preset_from_dict(d: dict) -> Preset:
     )
 
 
+def run_preset(run_dir: Path) -> Preset:
+    """The resolved preset a run saved in its config.json."""
+    return preset_from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
+
+
 def reference_preset(workdir: Path) -> Preset | None:
-    """The preset of the workdir's main reference run (`reference/seed0`)."""
-    path = workdir / "reference" / f"seed{run_lib.REFERENCE_SEED}" / "config.json"
-    if not path.exists():
-        return None
-    return preset_from_dict(json.loads(path.read_text())["preset"])
+    """The preset of the workdir's main reference run (`reference/seed0`), None if not trained."""
+    ref = workdir / "reference" / f"seed{run_lib.REFERENCE_SEED}"
+    return run_preset(ref) if (ref / "config.json").exists() else None
 
 
 def load_scores(workdir: Path, preset: Preset) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -192,18 +196,12 @@ def auroc_table(named: dict[str, np.ndarray], corrupted_N: np.ndarray) -> str:
                 "score": name,
                 "AUROC (low score = corrupted)": f"{low:.3f}",
                 "AUROC (high score = corrupted)": f"{1.0 - low:.3f}",
-                "mean pct (corrupted)": f"{100 * _pct(s)[corrupted_N].mean():.1f}",
-                "mean pct (clean)": f"{100 * _pct(s)[~corrupted_N].mean():.1f}",
+                "mean pct (corrupted)": f"{100 * percentile_rank(s)[corrupted_N].mean():.1f}",
+                "mean pct (clean)": f"{100 * percentile_rank(s)[~corrupted_N].mean():.1f}",
             }
         )
     cols = ["score", "AUROC (low score = corrupted)", "AUROC (high score = corrupted)"]
     return stats.markdown_table(rows, [*cols, "mean pct (corrupted)", "mean pct (clean)"])
-
-
-def _pct(s: np.ndarray) -> np.ndarray:
-    from valuation.scores import percentile_rank
-
-    return percentile_rank(s)
 
 
 def by_group_table(named: dict[str, np.ndarray], group_N: np.ndarray, label: str) -> str:
@@ -212,7 +210,7 @@ def by_group_table(named: dict[str, np.ndarray], group_N: np.ndarray, label: str
     for g in sorted(set(group_N.tolist())):
         m = group_N == g
         row: dict[str, Any] = {label: g, "n": int(m.sum())}
-        row.update({k: f"{100 * _pct(s)[m].mean():.1f}" for k, s in named.items()})
+        row.update({k: f"{100 * percentile_rank(s)[m].mean():.1f}" for k, s in named.items()})
         rows.append(row)
     return stats.markdown_table(rows, [label, "n", *named])
 
@@ -327,16 +325,13 @@ def make_figures(
                     ),
                 )
     if runs:
-        hist = {
-            n: np.mean([[h["val_plan_ade"] for h in r["history"]] for r in rs.values()], 0)
+        curves = {
+            n: np.array([[h["val_plan_ade"] for h in r["history"]] for r in rs.values()])
             for n, rs in runs.items()
             if _same_length(rs)
         }
-        sd = {
-            n: np.std([[h["val_plan_ade"] for h in r["history"]] for r in rs.values()], 0)
-            for n, rs in runs.items()
-            if _same_length(rs)
-        }
+        hist = {n: c.mean(0) for n, c in curves.items()}
+        sd = {n: c.std(0) for n, c in curves.items()}
         add(
             "Training race (validation ADE per epoch)",
             lambda: figures.training_race(

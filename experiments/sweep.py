@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             if not args.keep_going:
                 break
-    print(f"\nsweep: {len(pairs) - len(failed)} of {len(pairs)} runs finished or cached")
+    done = sum(status(workdir, n, s) == "done" for n, s in pairs)
+    print(f"\nsweep: {done} of {len(pairs)} runs finished")
     for f in failed:
         print(f"failed: {f}", file=sys.stderr)
     return 1 if failed else 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import sys
 import time
@@ -307,9 +306,7 @@ def find_reference(workdir: Path) -> Path:
 
 
 def reference_preset(reference: Path) -> Preset:
-    return report_lib.preset_from_dict(
-        json.loads((reference / "config.json").read_text())["preset"]
-    )
+    return report_lib.run_preset(reference)
 
 
 def auto_epochs(available: Sequence[int], count: int = 4) -> tuple[int, ...]:

@@ -234,6 +234,15 @@ def _collect(parts: list[jax.Array], n: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- passes
 
 
+def _map_chunks(
+    data: Data, n: int, chunk_size: int, mesh: Mesh, fn: Callable[[Chunk], jax.Array]
+) -> np.ndarray:
+    """`fn` over the padded, sharded chunks of `data`; the [N] float64 results, padding dropped."""
+    return _collect(
+        [fn(c) for c in iter_chunks(data, chunk_size_for(n, chunk_size, mesh), mesh)], n
+    )
+
+
 def per_example_losses(
     loss_fn: LossFn,
     params: Params,
@@ -248,11 +257,9 @@ def per_example_losses(
     k = kernels(loss_fn, dropout_key is not None)
     n = num_examples(data)
     params, key = mesh_lib.replicate((params, _key(dropout_key)), mesh)
-    parts = [
-        k.losses(params, c.data, key, c.index_C)
-        for c in iter_chunks(data, chunk_size_for(n, chunk_size, mesh), mesh)
-    ]
-    return _collect(parts, n)
+    return _map_chunks(
+        data, n, chunk_size, mesh, lambda c: k.losses(params, c.data, key, c.index_C)
+    )
 
 
 def grad_dots(
@@ -277,13 +284,13 @@ def grad_dots(
         v = jax.device_put(v, mesh.devices.flat[0])  # v may live on the whole mesh
         return _loop(k, params, data, key, mesh, lambda g: tree_dot(g, v))
     params, v, key = mesh_lib.replicate((params, v, key), mesh)
-    parts = []
-    for c in iter_chunks(data, chunk_size_for(n, chunk_size, mesh), mesh):
-        if mode == "jvp":
-            parts.append(k.jvp(params, c.data, v, key, c.index_C))
-        else:
-            parts.append(dots_with(k.grads(params, c.data, key, c.index_C), v))
-    return _collect(parts, n)
+    if mode == "jvp":
+        return _map_chunks(
+            data, n, chunk_size, mesh, lambda c: k.jvp(params, c.data, v, key, c.index_C)
+        )
+    return _map_chunks(
+        data, n, chunk_size, mesh, lambda c: dots_with(k.grads(params, c.data, key, c.index_C), v)
+    )
 
 
 def grad_sq_norms(
@@ -306,11 +313,9 @@ def grad_sq_norms(
     if mode == "loop":
         return _loop(k, params, data, key, mesh, lambda g: tree_dot(g, g))
     params, key = mesh_lib.replicate((params, key), mesh)
-    parts = [
-        sq_norms(k.grads(params, c.data, key, c.index_C))
-        for c in iter_chunks(data, chunk_size_for(n, chunk_size, mesh), mesh)
-    ]
-    return _collect(parts, n)
+    return _map_chunks(
+        data, n, chunk_size, mesh, lambda c: sq_norms(k.grads(params, c.data, key, c.index_C))
+    )
 
 
 def mean_grad(
