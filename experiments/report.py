@@ -456,6 +456,8 @@ def build_report(workdir: Path, out: Path) -> Path:
         md += ["## Figures", ""]
         for title, path in made:
             rel = path.relative_to(out)
+            if path.suffix == ".gif":
+                title += " (animated)"
             md += [f"### {title}", "", f"![{title}]({rel})", ""]
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]

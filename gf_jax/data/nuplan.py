@@ -58,7 +58,7 @@ from gf_jax.data.schema import (
     empty_meta,
     validate_arrays,
 )
-from gf_jax.data.world.geometry import index_resample, polyline_heading, wrap_angle
+from gf_jax.data.world.geometry import index_resample, polyline_heading, wrap_angle, yaw_rate
 
 MERGED_LIDAR = "MergedPointCloud"
 ROW_DT_US = 50_000  # lidar_pc row spacing the devkit assumes (20 Hz)
@@ -142,17 +142,6 @@ def _to_frame(xy: np.ndarray, origin: np.ndarray, heading: float) -> np.ndarray:
 def _rotate(vec: np.ndarray, heading: float) -> np.ndarray:
     c, s = np.cos(heading), np.sin(heading)
     return np.stack([c * vec[..., 0] + s * vec[..., 1], -s * vec[..., 0] + c * vec[..., 1]], -1)
-
-
-def yaw_rate(heading_T: np.ndarray, dt: float) -> np.ndarray:
-    """The devkit's 3-point Savitzky-Golay derivative of unwrapped headings: central differences
-    over 2 dt inside; at both ends the plain one-step difference, not divided by dt (its quirk)."""
-    u = np.unwrap(heading_T, axis=-1)
-    out = np.empty_like(u)
-    out[..., 1:-1] = (u[..., 2:] - u[..., :-2]) / (2 * dt)
-    out[..., 0] = u[..., 1] - u[..., 0]
-    out[..., -1] = u[..., -1] - u[..., -2]
-    return out
 
 
 def _polyline_array(

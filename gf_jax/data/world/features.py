@@ -26,6 +26,7 @@ from gf_jax.data.world.geometry import (
     polyline_heading,
     polyline_pose,
     wrap_angle,
+    yaw_rate,
 )
 from gf_jax.data.world.plan import Plan
 from gf_jax.data.world.population import (
@@ -160,7 +161,7 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
     pxy, ph, pvel = to_ego(g(nxy)), g(nh), g(nvel)
     ph_rel = wrap_angle(ph - oh[:, None, None])
     pv = rot(pvel, oh[:, None, None])
-    yaw = _yaw_rate(ph)
+    yaw = yaw_rate(ph, DT)
     vi = np.clip(vsel, 0, A - 1)
     nl = np.where(is_ped, peds.size[gi, psel], veh.length[gi, vi])
     nw = np.where(is_ped, peds.size[gi, psel], veh.width[gi, vi])
@@ -183,17 +184,6 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
     st, _ = signals.states(plan.green, plan.offset, PRESENT_STEP * DT)
     out.update(_map(plan, roads, o, to_ego, st))
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
-
-
-def _yaw_rate(h):
-    """nuPlan's approximate_derivatives_tensor on unwrapped headings [..., 21] (window 3, order 2):
-    central differences over 2 dt inside, plain one-step differences (not divided by dt) at the ends."""
-    u = np.unwrap(h, axis=-1)
-    out = np.empty_like(u)
-    out[..., 1:-1] = (u[..., 2:] - u[..., :-2]) / (2 * DT)
-    out[..., 0] = u[..., 1] - u[..., 0]
-    out[..., -1] = u[..., -1] - u[..., -2]
-    return out
 
 
 def _to_world(kappa: np.ndarray, left_hand: np.ndarray, xy, h=None):

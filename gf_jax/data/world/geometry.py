@@ -132,3 +132,14 @@ def bend_heading(h: np.ndarray, xy: np.ndarray, kappa: np.ndarray) -> np.ndarray
     th = kappa * xy[..., 0]
     scale = 1.0 - kappa * xy[..., 1]
     return wrap_angle(th + np.arctan2(np.sin(h), scale * np.cos(h)))
+
+
+def yaw_rate(heading_T: np.ndarray, dt: float) -> np.ndarray:
+    """The devkit's 3-point Savitzky-Golay derivative of unwrapped headings: central differences
+    over 2 dt inside; at both ends the plain one-step difference, not divided by dt (its quirk)."""
+    u = np.unwrap(heading_T, axis=-1)
+    out = np.empty_like(u)
+    out[..., 1:-1] = (u[..., 2:] - u[..., :-2]) / (2 * dt)
+    out[..., 0] = u[..., 1] - u[..., 0]
+    out[..., -1] = u[..., -1] - u[..., -2]
+    return out
