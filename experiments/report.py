@@ -459,6 +459,13 @@ def build_report(workdir: Path, out: Path) -> Path:
             if path.suffix == ".gif":
                 title += " (animated)"
             md += [f"### {title}", "", f"![{title}]({rel})", ""]
+    if (out / "theory" / "THEORY.md").is_file():
+        md += [
+            "## Theory checks",
+            "",
+            "Measured by `experiments/theory.py`: [theory/THEORY.md](theory/THEORY.md).",
+            "",
+        ]
     if notes:
         md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return atomic.write_text(out / "REPORT.md", "\n".join(md))
