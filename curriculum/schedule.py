@@ -62,7 +62,7 @@ def phase(cfg: ScheduleConfig, epoch: int) -> str:
     e = epoch + 1
     if cfg.mode == "paper":
         u, r = paper_phase_ends(cfg.epochs)
-        return "uniform" if e <= u else "ramp" if e < r else "focus"
+        return "uniform" if e <= u else "ramp" if e <= r else "focus"
     p = e / cfg.epochs
     return "warmup" if p <= 0.30 else "ramp" if p <= 0.65 else "focus"
 
@@ -70,6 +70,8 @@ def phase(cfg: ScheduleConfig, epoch: int) -> str:
 def ramp_fraction(cfg: ScheduleConfig, epoch: int) -> float:
     """Paper mode: 0 while uniform, rising linearly to 1 at the ramp's last epoch, then 1."""
     u, r = paper_phase_ends(cfg.epochs)
+    if r <= u:  # a one-epoch schedule has no ramp: it stays uniform
+        return 0.0
     return float(np.clip((epoch + 1 - u) / (r - u), 0.0, 1.0))
 
 

@@ -1,6 +1,6 @@
 """Tables, statistics, figures and animations from the finished runs of a workdir.
 
-    python experiments/report.py [--workdir runs] [--out runs/report]
+    python experiments/report.py [--workdir runs] [--out runs/report] [--data SRC]
 
 Writes `OUT/REPORT.md` with
   - the paper's table on validation (best epoch) and on test (at the best-validation epoch): plan
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -83,9 +84,11 @@ def run_preset(run_dir: Path) -> Preset:
     return preset_from_dict(json.loads((run_dir / "config.json").read_text())["preset"])
 
 
-def reference_preset(workdir: Path) -> Preset | None:
-    """The preset of the workdir's main reference run (`reference/seed0`), None if not trained."""
-    ref = workdir / "reference" / f"seed{run_lib.REFERENCE_SEED}"
+def reference_preset(workdir: Path, data: str | None = None) -> Preset | None:
+    """The preset of the workdir's main reference run (`reference/seed0`, or the folder run.py
+    uses for `--data`), None if not trained."""
+    args = run_lib.parser().parse_args(["--method", "uniform", *(["--data", data] if data else [])])
+    ref = workdir / run_lib.reference_folder(args) / f"seed{run_lib.REFERENCE_SEED}"
     return run_preset(ref) if (ref / "config.json").exists() else None
 
 
@@ -157,7 +160,15 @@ def _paired(runs: dict, a: str, b: str, split: str, key: str = "plan_ade") -> tu
         [_metric(runs[a][s], key, split) for s in common],
         [_metric(runs[b][s], key, split) for s in common],
     )
-    return f"{t['p']:.3g}", f"{t['dz']:.2f}"
+    n = f" (n={len(common)})"
+    return f"{t['p']:.3g}{n}", f"{t['dz']:.2f}{n}"
+
+
+def baseline_of(name: str) -> str:
+    """The uniform run a configuration is compared with: the one trained on the same world
+    (`tracin-noise0` against `uniform-noise0`)."""
+    noise = re.search(r"-noise[0-9.]+$", name)
+    return "uniform" + (noise.group(0) if noise else "")
 
 
 def configurations_table(runs: dict) -> str:
@@ -173,10 +184,13 @@ def configurations_table(runs: dict) -> str:
             "test plan ADE": stats.format_mean_sd(test),
             "best epoch": f"{np.mean([runs[name][s]['best_epoch'] for s in seeds]):.1f}",
         }
-        common = sorted(set(seeds) & set(runs.get("uniform", {})))
-        if name != "uniform" and common:
-            diff = [runs[name][s]["plan_ade"] - runs["uniform"][s]["plan_ade"] for s in common]
+        base = baseline_of(name)
+        common = sorted(set(seeds) & set(runs.get(base, {})))
+        if name != base and common:
+            diff = [runs[name][s]["plan_ade"] - runs[base][s]["plan_ade"] for s in common]
             row["Δ val ADE vs uniform (paired)"] = f"{np.mean(diff):+.3f} (n={len(common)})"
+            if base != "uniform":
+                row["Δ val ADE vs uniform (paired)"] += f" vs {base}"
         mass = [runs[name][s].get("corrupted_mass", [np.nan])[-1] for s in seeds]
         row["corrupted share, last epoch"] = f"{100 * np.nanmean(mass):.1f} %"
         rows.append(row)
@@ -355,16 +369,15 @@ def make_figures(
             val = splits["val"]
             idx = _showcase(val, 4)
             sub = val.subset(idx)
-            plans = {
-                f"uniform (seed {s})": plans_of(workdir / "uniform" / f"seed{s}", sub, preset),
-                f"tracin (seed {s})": plans_of(workdir / "tracin" / f"seed{s}", sub, preset),
-            }
             add(
                 "Uniform vs TracIn curriculum on the same validation scenarios",
                 lambda: figures.prediction_comparison(
                     sub,
                     list(range(len(idx))),
-                    plans,
+                    {
+                        f"{m} (seed {s})": plans_of(workdir / m / f"seed{s}", sub, preset)
+                        for m in ("uniform", "tracin")
+                    },
                     fig_dir / "predictions.png",
                     fig_dir / "predictions.gif",
                 ),
@@ -389,9 +402,9 @@ def _showcase(val: ScenarioSet, k: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- main
 
 
-def build_report(workdir: Path, out: Path) -> Path:
+def build_report(workdir: Path, out: Path, data: str | None = None) -> Path:
     runs = load_runs(workdir)
-    preset = reference_preset(workdir)
+    preset = reference_preset(workdir, data)
     notes: list[str] = []
     named: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
@@ -479,12 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workdir", default="runs", help="the sweep's workdir")
     p.add_argument("--out", default=None, help="default: WORKDIR/report")
+    p.add_argument("--data", default=None, help="the sweep's --data, if it had one")
     args = p.parse_args(argv)
     workdir = Path(args.workdir)
     if not workdir.is_dir():
         print(f"error: {workdir}: no such workdir", file=sys.stderr)
         return 1
-    path = build_report(workdir, Path(args.out) if args.out else workdir / "report")
+    path = build_report(workdir, Path(args.out) if args.out else workdir / "report", args.data)
     print(f"wrote {path}")
     return 0
 

@@ -15,8 +15,8 @@ def test_paper_phases_at_20_epochs():
     cfg = ScheduleConfig()
     phases = [schedule.phase(cfg, e) for e in range(20)]
     assert phases[:3] == ["uniform"] * 3
-    assert phases[3:7] == ["ramp"] * 4
-    assert phases[7:] == ["focus"] * 13  # epoch 8 (1-based) is the ramp's end: full weights
+    assert phases[3:8] == ["ramp"] * 5  # epochs 4-8, the paper's ramp; 8 reaches full weights
+    assert phases[8:] == ["focus"] * 12
     assert schedule.paper_phase_ends(20) == (3, 8)
     assert [schedule.ramp_fraction(cfg, e) for e in range(3, 8)] == pytest.approx(
         [0.2, 0.4, 0.6, 0.8, 1.0]
@@ -27,7 +27,18 @@ def test_paper_phases_scale_with_epochs():
     assert schedule.paper_phase_ends(10) == (2, 4)
     assert schedule.paper_phase_ends(40) == (6, 16)
     cfg = ScheduleConfig(epochs=10)
-    assert [schedule.phase(cfg, e) for e in range(10)] == ["uniform"] * 2 + ["ramp"] + ["focus"] * 7
+    assert [schedule.phase(cfg, e) for e in range(10)] == ["uniform"] * 2 + ["ramp"] * 2 + [
+        "focus"
+    ] * 6
+
+
+def test_one_and_two_epoch_schedules():
+    s = _scores(40)
+    one = ScheduleConfig(epochs=1)
+    assert schedule.phase(one, 0) == "uniform" and schedule.ramp_fraction(one, 0) == 0.0
+    np.testing.assert_array_equal(schedule.probabilities(one, s, 0), 1 / 40)
+    two = ScheduleConfig(epochs=2)
+    assert [schedule.ramp_fraction(two, e) for e in range(2)] == [0.0, 1.0]
 
 
 def test_code_phases_at_20_epochs():
@@ -66,6 +77,9 @@ def test_focus_quartile_ratios_exact():
     assert top[0] / bottom[0] == pytest.approx(8.0, rel=1e-12)
     assert top[0] / q3[0] == pytest.approx(2.0, rel=1e-12)
     assert q2[0] / bottom[0] == pytest.approx(2.0, rel=1e-12)
+    # Relative to uniform: weights / their mean (2 + 1 + 0.5 + 0.25) / 4 = 0.9375.
+    assert top[0] * len(s) == pytest.approx(2.0 / 0.9375, rel=1e-12)
+    assert bottom[0] * len(s) == pytest.approx(0.25 / 0.9375, rel=1e-12)
     # the top quartile holds the highest scores
     assert s[q == 3].min() > s[q == 2].max()
 
