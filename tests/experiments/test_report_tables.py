@@ -8,14 +8,8 @@ import pytest
 
 from experiments import report
 
-# Best-epoch planning ADE of the paper's five methods, seeds 3407 / 42 / 2024 (paper_recipe.md).
-PAPER_ADE = {
-    "tracin": [1.6868, 1.6804, 1.7457],
-    "metadata": [1.8317, 1.8026, 1.8307],
-    "uniform": [1.9166, 1.5931, 1.8065],
-    "hybrid": [1.7716, 1.8478, 1.6795],
-    "loss": [1.7275, 1.7256, 2.5550],
-}
+# The paper's five methods under this project's names ("baseline" is uniform).
+PAPER = {("uniform" if k == "baseline" else k): v for k, v in PAPER_ADE.items()}
 
 
 def _result(ade: float, test: bool = True) -> dict:
@@ -27,7 +21,7 @@ def _result(ade: float, test: bool = True) -> dict:
 
 
 def _runs() -> dict:
-    runs = {m: {s: _result(a) for s, a in enumerate(ades, 1)} for m, ades in PAPER_ADE.items()}
+    runs = {m: {s: _result(a) for s, a in enumerate(ades, 1)} for m, ades in PAPER.items()}
     runs["loss"].pop(3)  # a method with fewer finished seeds
     runs["random"] = {1: _result(1.9, test=False)}  # a one-seed ablation without test metrics
     runs["uniform-noise0"] = {1: _result(1.5)}
@@ -65,7 +59,7 @@ def test_paper_table_on_test_split_and_missing_methods():
 def test_configurations_table_pairs_with_the_right_baseline():
     rows = _rows(report.configurations_table(_runs()))
     # columns: configuration, seeds, val, test, best epoch, delta vs uniform, corrupted share
-    diff = np.mean(np.subtract(PAPER_ADE["tracin"], PAPER_ADE["uniform"]))
+    diff = np.mean(np.subtract(PAPER["tracin"], PAPER["uniform"]))
     assert rows["tracin"][5] == f"{diff:+.3f} (n=3)"
     assert rows["random"][5] == f"{1.9 - 1.9166:+.3f} (n=1)"
     assert rows["random"][3] == "nan ± nan"  # no test metrics: shown as missing, not invented

@@ -10,16 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `experiments` is not installed
 
-from experiments import stats
+from paper_numbers import PAPER_ADE
 
-# research/paper_recipe.md §1.6: best-epoch plan ADE for seeds 3407, 42, 2024.
-PAPER_ADE = {
-    "tracin": [1.6868, 1.6804, 1.7457],
-    "metadata": [1.8317, 1.8026, 1.8307],
-    "baseline": [1.9166, 1.5931, 1.8065],
-    "hybrid": [1.7716, 1.8478, 1.6795],
-    "loss": [1.7275, 1.7256, 2.5550],
-}
+from experiments import stats
 
 
 @pytest.mark.parametrize(
