@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from paper_numbers import PAPER_ADE
 
 from experiments import report
 
