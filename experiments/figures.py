@@ -108,6 +108,21 @@ def method_color(name: str) -> str:
     return FALLBACK_COLORS[zlib.crc32(key.encode()) % len(FALLBACK_COLORS)]
 
 
+VARIANT_STYLES = ("--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)), (0, (8, 2)))
+
+
+def line_styles(names: Sequence[str]) -> dict[str, Any]:
+    """A line style per name: solid for the first of each colour (a method itself), then dashed,
+    dotted, ... for its variants, so curves that share a method's colour stay apart."""
+    seen: dict[str, int] = {}
+    out: dict[str, Any] = {}
+    for name in sorted(names, key=lambda n: (n.lower() not in METHOD_COLORS, n)):
+        k = seen.get(method_color(name), 0)
+        seen[method_color(name)] = k + 1
+        out[name] = "-" if k == 0 else VARIANT_STYLES[(k - 1) % len(VARIANT_STYLES)]
+    return out
+
+
 # ----------------------------------------------------------------------------- plumbing
 
 
@@ -679,11 +694,12 @@ def _draw_race(
     ax.clear()
     board.clear()
     best = {}
+    styles = line_styles(list(hist))
     for name, h in hist.items():
         e = np.arange(1, len(h) + 1)[:upto]
         v = h[:upto]
         color = method_color(name)
-        ax.plot(e, v, color=color, lw=1.8, marker="o", ms=2.5, label=name)
+        ax.plot(e, v, color=color, ls=styles[name], lw=1.8, marker="o", ms=2.5, label=name)
         if name in bands:
             sd = np.asarray(bands[name], np.float64)[: len(v)]
             m = len(sd)
@@ -699,17 +715,19 @@ def _draw_race(
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.set_title(f"Validation during training (epoch {upto})")
-    ax.legend(loc="upper right", ncols=2)
+    many = len(hist) > 8
+    ax.legend(loc="upper right", ncols=3 if many else 2, fontsize=6 if many else None)
     board.set_axis_off()
     board.text(0.0, 1.0, "best so far", fontweight="bold", va="top", transform=board.transAxes)
+    row = min(0.08, 0.92 / max(len(best), 1))  # every entry fits on the board
     for r, (name, (v, e)) in enumerate(sorted(best.items(), key=lambda kv: kv[1][0])):
         board.text(
             0.0,
-            0.9 - 0.08 * r,
+            0.9 - row * r,
             f"{r + 1}. {name}  {v:.3f} (ep {e})",
             color=method_color(name),
             va="top",
-            fontsize=8,
+            fontsize=8 if not many else 6.5,
             transform=board.transAxes,
         )
 

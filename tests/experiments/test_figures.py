@@ -54,6 +54,15 @@ def test_method_colors_are_consistent():
     assert figures.method_color("tracin_select0.2") == figures.METHOD_COLORS["tracin"]
     other = figures.method_color("influence-x")
     assert other in figures.FALLBACK_COLORS and other == figures.method_color("influence-x")
+
+
+def test_variants_of_a_method_get_their_own_line_style():
+    names = ["tracin-select0.2-top", "uniform", "tracin", "tracin-code", "metadata-select0.2-top"]
+    styles = figures.line_styles(names)
+    assert styles["tracin"] == styles["uniform"] == "-"  # methods themselves are solid
+    assert styles["metadata-select0.2-top"] == "-"  # the only metadata curve
+    tracin_family = [styles[n] for n in ("tracin", "tracin-code", "tracin-select0.2-top")]
+    assert len({str(s) for s in tracin_family}) == 3
     assert set(figures.METHOD_COLORS) == {
         "uniform", "metadata", "tracin", "hybrid", "loss", "lissa", "random",
     }  # fmt: skip
