@@ -117,8 +117,8 @@ def line_styles(names: Sequence[str]) -> dict[str, Any]:
     seen: dict[str, int] = {}
     out: dict[str, Any] = {}
     for name in sorted(names, key=lambda n: (n.lower() not in METHOD_COLORS, n)):
-        k = seen.get(method_color(name), 0)
-        seen[method_color(name)] = k + 1
+        color = method_color(name)
+        k = seen[color] = seen.get(color, -1) + 1
         out[name] = "-" if k == 0 else VARIANT_STYLES[(k - 1) % len(VARIANT_STYLES)]
     return out
 
