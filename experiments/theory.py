@@ -517,11 +517,11 @@ def hard_vs_soft(
 _BARS = {"marker": "o", "ms": 3, "capsize": 2}  # error-bar style of the figures below
 
 
-@figures._styled
+@figures.styled
 def alignment_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
     """Left: batch-gradient cosine with g_val per checkpoint, mean ± SD band per sampling and the
     infinite-batch limit dashed. Right: each sampling's mean minus uniform's, ± 2 SE."""
-    fig = figures._figure(10.0, 3.6)
+    fig = figures.new_figure(10.0, 3.6)
     ax, ax_d = fig.subplots(1, 2)
     names = list(dict.fromkeys(r["sampling"] for r in rows))
     for i, name in enumerate(names):
@@ -552,13 +552,13 @@ def alignment_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
     ax_d.set_ylabel("Δ mean cosine vs uniform")
     ax_d.set_title("Difference to uniform (± 2 SE)")
     ax.legend()
-    return figures._save(fig, out)
+    return figures.save(fig, out)
 
 
-@figures._styled
+@figures.styled
 def attenuation_figure(sim: Sequence[Mapping[str, Any]], out: Path) -> Path:
     """rho(hybrid, signal) / rho(informative, signal) against N, with the two limits."""
-    fig = figures._figure(6.0, 3.6)
+    fig = figures.new_figure(6.0, 3.6)
     ax = fig.subplots()
     for i, noise in enumerate(dict.fromkeys(r["noise"] for r in sim)):
         sel = [r for r in sim if r["noise"] == noise]
@@ -589,14 +589,14 @@ def attenuation_figure(sim: Sequence[Mapping[str, Any]], out: Path) -> Path:
     ax.set_title("Rank-averaging with an independent score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return figures._save(fig, out)
+    return figures.save(fig, out)
 
 
-@figures._styled
+@figures.styled
 def distributions_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
     """KL from uniform, ESS / N and corrupted mass per epoch of the soft curricula, hard
     selection and uniform as horizontal lines."""
-    fig = figures._figure(10.0, 3.4)
+    fig = figures.new_figure(10.0, 3.4)
     axes = fig.subplots(1, 3)
     keys = (
         ("kl_uniform", "KL(p ‖ uniform) (nats)"),
@@ -622,7 +622,7 @@ def distributions_figure(rows: Sequence[Mapping[str, Any]], out: Path) -> Path:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    return figures._save(fig, out)
+    return figures.save(fig, out)
 
 
 # ----------------------------------------------------------------------------- report

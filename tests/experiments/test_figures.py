@@ -1,6 +1,5 @@
 """Report figures: every function writes a valid PNG/GIF atomically; the example pickers are exact."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +7,8 @@ import pytest
 import scenario_factory
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `experiments` is not installed
-
 from curriculum.schedule import ScheduleConfig, weight_matrix
-from experiments import figures
+from experiments import figures, stats
 from valuation import metadata
 
 TYPES = [
@@ -110,7 +107,7 @@ def test_score_figures(tmp_path):
     _valid(figures.score_distribution(tr, out / "dist.png"), "PNG")
     _valid(figures.score_scatter(tr, md, out / "scatter.png"), "PNG")
     named = {"tracin": tr, "metadata": md, "loss": tr + rng.normal(size=200)}
-    names, m = figures.stats.spearman_matrix(named)
+    names, m = stats.spearman_matrix(named)
     _valid(figures.spearman_heatmap(names, m, out / "rho.png"), "PNG")
     _valid(figures.top_ranked(named, out / "top.png", k=5), "PNG")
     with pytest.raises(ValueError):
@@ -154,10 +151,10 @@ def test_dataset_figures(scenarios, tmp_path):
 def test_unit_features_handle_inf():
     feats = {k: np.array([1.0, 2.0, 3.0]) for k in metadata.FEATURES}
     feats["d_min"] = np.array([np.inf, 1.0, 4.0])
-    unit = figures._unit_features(feats)
+    unit = figures.unit_features(feats)
     assert all(np.isfinite(v).all() and v.min() >= 0 and v.max() <= 1 for v in unit.values())
     np.testing.assert_allclose(unit["d_min"], [0.0, 1.0, 0.25])  # 1/d scaled: inf = no contact
-    custom = figures._unit_features({"a": np.array([np.inf, 0.0, 2.0]), "b": np.ones(3)})
+    custom = figures.unit_features({"a": np.array([np.inf, 0.0, 2.0]), "b": np.ones(3)})
     np.testing.assert_allclose(custom["a"], [1.0, 0.0, 1.0])
     np.testing.assert_allclose(custom["b"], 0.0)
 
