@@ -4,18 +4,15 @@ and nuPlan extraction (scenarios/s per worker count) on a test database written 
     python experiments/bench_data.py [--n 7148] [--nuplan-logs 8] [--workers 1 2] [--out runs/bench/data.json]
 
 The default n is the paper's split sizes together (5,148 + 1,000 + 1,000). The nuPlan database is
-the tests' fixture (tests/data/nuplan_fixture.py: one log per procedural scenario plus city maps);
-it needs the `[nuplan]` extra and is skipped without it (`--nuplan-logs 0` skips it too).
+written from the procedural world by `gf_jax.data.nuplan.writer` (one log per scenario plus city
+maps); it needs the `[nuplan]` extra and is skipped without it (`--nuplan-logs 0` skips it too).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments import benchlib
 from gf_jax.data import gameformer_npz, store, synthetic
@@ -75,16 +72,15 @@ def nuplan_rows(logs: int, workers: list[int], seed: int) -> list[dict]:
         import pyogrio  # noqa: F401
 
         from gf_jax.data import nuplan
+        from gf_jax.data.nuplan import recording, writer
     except ImportError as e:
         print(f"skipping nuPlan extraction ({e})")
         return []
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "data"))
-    import nuplan_fixture
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        world = nuplan_fixture.simulate(logs, seed=seed, city_mix=nuplan_fixture.CITY_MIX)
-        db, maps, _ = nuplan_fixture.write_dataset(Path(tmp) / "nuplan", world)
+        world = recording.simulate(logs, seed=seed, city_mix=recording.CITY_MIX)
+        db, maps, _ = writer.write_dataset(Path(tmp) / "nuplan", world)
         cfg = nuplan.ExtractConfig(scenario_types=tuple(sorted({w.scenario_type for w in world})))
         for w in workers:
             out = Path(tmp) / f"out{w}"

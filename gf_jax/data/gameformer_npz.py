@@ -111,7 +111,7 @@ def read_folder(
     map_name, token = names[0].astype(str), names[1].astype(str)
     meta = empty_meta(n, map_name=map_name, token=token)
     meta["city"] = np.array([city_of_map(m) for m in map_name], dtype=str)
-    sidecar = _read_sidecar(folder)
+    sidecar = read_sidecar(folder)
     if sidecar:
         for i, f in enumerate(files):
             entry = sidecar.get(f.name)
@@ -132,7 +132,8 @@ def _set_str(a: np.ndarray, i: int, value: str) -> np.ndarray:
     return a
 
 
-def _read_sidecar(folder: Path) -> dict[str, dict]:
+def read_sidecar(folder: Path) -> dict[str, dict]:
+    """The folder's metadata sidecar (file name -> metadata; {} if there is none)."""
     path = folder / META_FILE
     if not path.exists():
         return {}
@@ -177,7 +178,7 @@ def write_folder(
     for i in tqdm(rows, desc=f"writing {folder.name}", unit="scn", disable=not progress):
         arrays = {k: scenarios.arrays[k][i] for k in ARRAY_KEYS}
         paths.append(write_file(folder / names[i], arrays, m["map_name"][i], m["token"][i]))
-    sidecar = _read_sidecar(folder)
+    sidecar = read_sidecar(folder)
     for i, name in enumerate(names):
         sidecar[name] = {k: str(m[k][i]) for k in META_STR_KEYS if k not in ("map_name", "token")}
         sidecar[name]["corrupted"] = bool(m["corrupted"][i])

@@ -14,6 +14,19 @@ Padding convention (exactly as GameFormer; the model's masks are derived from it
 - a neighbour future step is unobserved iff it is all zero;
 - a map polyline (lane, crosswalk, route lane) is padding iff all its values are zero; real
   polylines come first, sorted by distance.
+
+Shape letters. Array names across the repository carry their shape (`traj_BxAxMxTx2`), each
+letter with one meaning:
+
+    B  batch: examples in one step        N  examples in a dataset (a split, a score vector)
+    A  agents (ego first; neighbour-only arrays say `neighbor` in their name)
+    M  modes                              T  time steps (past or future)
+    P  points per polyline                L  polylines (lanes, crosswalks, route lanes)
+    D  features / channels                K  checkpoints
+    E  epochs                             V  interaction levels of the decoder
+    H  attention heads                    Q  attention queries
+    S  attention keys (sources)           R  repeats / random trials
+    F  flattened or projected gradient dimension
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ SPLITS = ("train", "val", "test")
 _SPLIT_DIRS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
 FORMAT_VERSION = 1
 SPLIT_FRACTIONS = {"val": 0.1, "test": 0.1}  # of the logs; the rest trains
-SOURCE_KINDS = ("synthetic", "npz", "nuplan", "real-samples")
 _USAGE = "expected synthetic, npz:DIR, nuplan:DB_DIR,MAPS_DIR, real-samples[:DIR] or a folder"
 
 
@@ -174,7 +173,7 @@ def build_split(
         folder = Path(root) / f"nuplan-{split_key(keep)}"
         nuplan.extract_to_folder(recipe["db"], recipe["maps"], folder, progress=progress)
         everything = gameformer_npz.read_folder(folder, progress=progress)
-        logs = gameformer_npz._read_sidecar(folder)
+        logs = gameformer_npz.read_sidecar(folder)
         groups = [logs.get(gameformer_npz.file_name(m, t), {}).get("log", t)
                   for m, t in zip(everything.meta["map_name"], everything.meta["token"], strict=True)]  # fmt: skip
         s = _take_split(everything, assign_splits(groups, config.source), split, config.source)

@@ -165,7 +165,7 @@ def generate(n: int, *, seed: int, **world_options: Any) -> ScenarioSet:
         raise ValueError(f"generate: n must be >= 0, got {n}")
     seed = int(seed)
     index = np.arange(n)
-    city, target = _assign(seed, index, config)
+    city, target = assign_cities(seed, index, config)
     jobs = [
         (
             seed,
@@ -208,7 +208,7 @@ def _empty(key: str) -> np.ndarray:
     return np.zeros((0, *LAYOUT[key][0]), np.float32)
 
 
-def _assign(seed: int, index: np.ndarray, config: WorldConfig):
+def assign_cities(seed: int, index: np.ndarray, config: WorldConfig):
     """City and aimed-for scenario type of each scenario, from its own stream."""
     u = np.array([np.random.default_rng([seed, int(i), 1 << 20]).random(2) for i in index]).reshape(
         -1, 2
@@ -251,7 +251,7 @@ class _Sim:
         )
 
 
-def _simulate(seed: int, index, city, target, attempt: int, config: WorldConfig):
+def simulate(seed: int, index, city, target, attempt: int, config: WorldConfig):
     """Simulates scenarios and reads their types; (sim, label index, hit target, left-handed)."""
     left = city_table("left_hand")[city].astype(bool)
     sim_t = recipes.sim_target(target, left)
@@ -300,7 +300,7 @@ def _chunk(seed, index, city, target, config: WorldConfig):
     names = np.zeros(n, dtype=object)
     pending = np.arange(n)
     for attempt in range(config.retries + 1):
-        sim, label, hit, left = _simulate(
+        sim, label, hit, left = simulate(
             seed, index[pending], city[pending], target[pending], attempt, config
         )
         final = hit | (attempt == config.retries)

@@ -5,14 +5,13 @@ import shutil
 import sqlite3
 
 import numpy as np
-import nuplan_fixture as fx
 import pytest
 
 from gf_jax.data import gameformer_npz, nuplan
+from gf_jax.data.nuplan import recording, writer
 from gf_jax.data.schema import ARRAY_KEYS, NUPLAN_SCENARIO_TYPES, DataError
 
 CM = 0.01
-world = fx.world
 
 
 def _all_types(scenarios):
@@ -90,7 +89,7 @@ def test_log_api(world):
     with nuplan.NuPlanLog(nuplan.list_logs(db)[0]) as log:
         assert log.map_name == sc.map_name and len(log.tokens) == 2 * sc.frames - 1
         present = log.present_row(token)
-        assert present == 2 * fx.PRESENT  # tag time - 3 s, on the 20 Hz clock
+        assert present == 2 * recording.PRESENT  # tag time - 3 s, on the 20 Hz clock
         states = log.ego_states(log.tokens[present].hex())
         assert states.shape == (101, 7)
         np.testing.assert_allclose(states, sc.ego[1:102], atol=1e-6)
@@ -168,7 +167,7 @@ def test_malformed_logs(world, tmp_path, name, sql, message):
 def test_malformed_maps(world, tmp_path):
     scenarios, _, maps, _ = world
     gpkg = tmp_path / "map.gpkg"
-    shutil.copy(fx.map_path(maps, scenarios[0].city), gpkg)
+    shutil.copy(writer.map_path(maps, scenarios[0].city), gpkg)
     with sqlite3.connect(gpkg) as c:
         c.execute("DROP TABLE crosswalks")
         c.execute("DELETE FROM gpkg_contents WHERE table_name = 'crosswalks'")

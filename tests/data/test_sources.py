@@ -1,14 +1,11 @@
 """Data-source strings of the dataset cache: parsing, and the nuPlan source end to end."""
 
 import numpy as np
-import nuplan_fixture as fx
 import pytest
 
 from gf_jax.config import DataConfig
 from gf_jax.data import nuplan, real_samples, store
 from gf_jax.data.schema import DataError
-
-world = fx.world
 
 
 def test_parse_source(tmp_path):

@@ -68,7 +68,7 @@ def vehicle_poses(
     xy = xy + d[..., None] * np.stack([-np.sin(h), np.cos(h)], -1)
     h = h + np.arctan(slope)
     rk = rows.reshape(-1)
-    return _to_world(plan.kappa[rk], plan.left_hand[rk], xy, h)
+    return to_world(plan.kappa[rk], plan.left_hand[rk], xy, h)
 
 
 def ped_poses(
@@ -78,7 +78,7 @@ def ped_poses(
     xy [M, F, 2], heading [M, F]."""
     ps = rec.ped_s[frames][:, rows, sel].T  # [M, F]
     xy, h = polyline_pose(peds.path[rows, sel], ps)
-    return _to_world(plan.kappa[rows], plan.left_hand[rows], xy, h)
+    return to_world(plan.kappa[rows], plan.left_hand[rows], xy, h)
 
 
 def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sensor_range: float):
@@ -186,7 +186,7 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
     return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
-def _to_world(kappa: np.ndarray, left_hand: np.ndarray, xy, h=None):
+def to_world(kappa: np.ndarray, left_hand: np.ndarray, xy, h=None):
     """Flat layout points [R, ..., 2] (and headings [R, ...]) of rows with curvature kappa [R] and
     handedness left_hand [R] -> world: bent (only rows on curved roads), then mirrored for
     left-hand cities."""
@@ -245,7 +245,7 @@ def _map(plan: Plan, roads: Roads, origin, to_ego, st):
     n = origin.shape[0]
     # Map pieces are stored as their raw vertices (as in nuPlan's map): the square test and the
     # nearest-vertex distance use them; the selected pieces are resampled to 50 points.
-    pieces = _to_world(plan.kappa, plan.left_hand, roads.map_xy)
+    pieces = to_world(plan.kappa, plan.left_hand, roads.map_xy)
     order, valid, in_sq = _nearest(pieces, roads.map_ok, origin, schema.NUM_LANES)
     grp = np.take_along_axis(roads.map_group, order, 1)
     state = np.take_along_axis(st, np.maximum(grp, 0), 1)
@@ -254,7 +254,7 @@ def _map(plan: Plan, roads: Roads, origin, to_ego, st):
     tl = np.broadcast_to(tl, (n, schema.NUM_LANES, schema.LANE_POINTS, 4))
     lanes = _polylines(pieces, order, valid, to_ego, schema.LANE_POINTS, tl)
 
-    rings = _to_world(plan.kappa, plan.left_hand, roads.cw_ring)
+    rings = to_world(plan.kappa, plan.left_hand, roads.cw_ring)
     c_order, c_valid, _ = _nearest(rings, roads.cw_ok, origin, schema.NUM_CROSSWALKS)
     crosswalks = _polylines(rings, c_order, c_valid, to_ego, schema.CROSSWALK_POINTS)
 
