@@ -10,6 +10,7 @@ depend on the batch needs `example_loss` under vmap with one key per example).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -34,8 +35,14 @@ def imitation_terms(
     scores_BxNxM: jax.Array,
     gt_BxNxTx3: jax.Array,
     nb_valid_x_BxNbxT: jax.Array,
+    best_mode_BxN: jax.Array | None = None,
 ) -> dict[str, jax.Array]:
-    """One level's GMM and score losses per example, its best modes, margins and best means."""
+    """One level's GMM and score losses per example, its best modes, margins and best means.
+
+    `best_mode_BxN` imposes the best modes instead of the argmin of the time-mean distance
+    (e.g. a reference implementation's choice where two modes tie within float noise); the
+    margin still describes the distances.
+    """
     n_modes = traj_BxNxMxTx4.shape[2]
     # Neighbour modes are zeroed (all 4 channels) where the target x is 0; the ego is not.
     ones_Bx1xT = jnp.ones_like(nb_valid_x_BxNbxT[:, :1], dtype=traj_BxNxMxTx4.dtype)
@@ -45,7 +52,11 @@ def imitation_terms(
     # The best-mode choice carries no gradient; stopping it keeps norm'(0) out of the backward.
     mu_sg = jax.lax.stop_gradient(traj_BxNxMxTx4[..., :2])
     dist_BxNxM = jnp.linalg.norm(mu_sg - gt_BxNxTx3[:, :, None, :, :2], axis=-1).mean(-1)
-    best_BxN = jnp.argmin(dist_BxNxM, axis=-1)  # ties -> first mode, as torch
+    if best_mode_BxN is None:
+        best_BxN = jnp.argmin(dist_BxNxM, axis=-1)  # ties -> first mode, as torch
+    else:
+        # dtype=int: the default integer type, the same as argmin's.
+        best_BxN = jnp.asarray(best_mode_BxN, dtype=int)
     if n_modes > 1:
         two_smallest = -jax.lax.top_k(-dist_BxNxM, 2)[0]
         margin_BxN = two_smallest[..., 1] - two_smallest[..., 0]
@@ -91,12 +102,20 @@ def planning_loss(plan_BxTx3: jax.Array, ego_future_BxTx3: jax.Array) -> jax.Arr
 
 
 def loss_terms(
-    outputs: dict[str, jax.Array], targets: dict[str, jax.Array], model_config: ModelConfig
+    outputs: dict[str, jax.Array],
+    targets: dict[str, jax.Array],
+    model_config: ModelConfig,
+    imposed_best_modes: Mapping[int, jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
     """Every part of the loss per example ([B]), plus per-level best modes [B, N] and mode
     margins (second-best minus best time-mean distance), and `final_best_mode_mu`
     [B, N, T, 2] (last level, used by the prediction metrics).
+
+    `imposed_best_modes` maps a level k to best modes [B, N] used instead of level k's argmin
+    (the parity check imposes the reference's choice at numerical ties); other levels choose
+    as usual.
     """
+    imposed = imposed_best_modes or {}
     ego_BxTx3, nb_BxNbxTx3 = _ground_truth(targets, model_config.neighbors)
     gt_BxNxTx3 = jnp.concatenate([ego_BxTx3[:, None], nb_BxNbxTx3], axis=1)
     nb_valid_x_BxNbxT = nb_BxNbxTx3[..., 0] != 0
@@ -109,6 +128,7 @@ def loss_terms(
             outputs[f"level_{k}_scores"],
             gt_BxNxTx3,
             nb_valid_x_BxNbxT,
+            imposed.get(k),
         )
         terms[f"level_{k}_gmm"] = t["gmm"]
         terms[f"level_{k}_score"] = t["score"]
@@ -140,13 +160,17 @@ def final_best_mode_mu(outputs: dict[str, jax.Array], targets: dict[str, jax.Arr
 
 
 def per_example_loss(
-    outputs: dict[str, jax.Array], targets: dict[str, jax.Array], model_config: ModelConfig
+    outputs: dict[str, jax.Array],
+    targets: dict[str, jax.Array],
+    model_config: ModelConfig,
+    imposed_best_modes: Mapping[int, jax.Array] | None = None,
 ) -> dict[str, jax.Array]:
     """`total` [B] and its parts (`level_k`, `planning`, `level_{k}_gmm`, `level_{k}_score`).
 
     The mean over B of each equals the original's batch value of that part.
+    `imposed_best_modes`: as in `loss_terms`.
     """
-    terms = loss_terms(outputs, targets, model_config)
+    terms = loss_terms(outputs, targets, model_config, imposed_best_modes)
     keys = ["total", "level_k", "planning"]
     for k in range(model_config.decoder_levels + 1):
         keys += [f"level_{k}_gmm", f"level_{k}_score"]

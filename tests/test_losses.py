@@ -49,6 +49,11 @@ def test_matches_the_original_on_the_fixture_outputs():
     for k in range(PAPER.decoder_levels + 1):
         differ = np.asarray(terms[f"level_{k}_best_mode"]) != z[f"loss.level_{k}_best_mode"]
         assert not (differ & (z[f"loss.level_{k}_mode_margin"] >= 1e-5)).any()
+    # Imposing the fixture's own best modes reproduces its losses too (ties included).
+    fixture_modes = {k: z[f"loss.level_{k}_best_mode"] for k in range(PAPER.decoder_levels + 1)}
+    imposed = losses.per_example_loss(outputs, targets, PAPER, imposed_best_modes=fixture_modes)
+    for name, value in imposed.items():
+        np.testing.assert_allclose(value.mean(), z[f"loss.{name}"], rtol=1e-4, err_msg=name)
     same = np.asarray(terms["level_2_best_mode"]) == z["loss.level_2_best_mode"]
     np.testing.assert_allclose(
         np.asarray(terms["final_best_mode_mu"])[same], z["loss.final_best_mode_mu"][same], atol=1e-5
@@ -84,6 +89,42 @@ def test_batch_mean_is_the_original_batch_formula(scenarios):
     np.testing.assert_allclose(per["planning"].mean(), planning, rtol=1e-5)
     np.testing.assert_allclose(per["total"].mean(), expected_level_k + planning, rtol=1e-5)
     np.testing.assert_allclose(per["total"], per["level_k"] + per["planning"], rtol=1e-6)
+
+
+def test_imposed_best_modes_equal_to_the_argmin_change_nothing(scenarios):
+    batch = scenarios(3, seed=5).batch(TINY.neighbors)
+    outputs = _random_outputs(3, TINY, seed=6)
+    terms = losses.loss_terms(outputs, batch, TINY)
+    argmin = {k: terms[f"level_{k}_best_mode"] for k in range(TINY.decoder_levels + 1)}
+    plain = losses.per_example_loss(outputs, batch, TINY)
+    imposed = losses.per_example_loss(outputs, batch, TINY, imposed_best_modes=argmin)
+    assert imposed.keys() == plain.keys()
+    for k in plain:
+        np.testing.assert_array_equal(imposed[k], plain[k], err_msg=k)
+    # Imposing only some levels leaves the others to the argmin, again bit for bit.
+    jitted = jax.jit(losses.loss_terms, static_argnums=2)
+    partial = jitted(outputs, batch, TINY, {1: np.asarray(argmin[1], np.int64)})
+    for k, v in jax.jit(losses.loss_terms, static_argnums=2)(outputs, batch, TINY).items():
+        np.testing.assert_array_equal(partial[k], v, err_msg=k)
+
+
+def test_imposed_best_modes_other_than_the_argmin_move_that_level_only(scenarios):
+    batch = scenarios(3, seed=5).batch(TINY.neighbors)
+    outputs = _random_outputs(3, TINY, seed=6)
+    plain_terms = losses.loss_terms(outputs, batch, TINY)
+    modes_BxN = np.array(plain_terms["level_0_best_mode"])
+    modes_BxN[1, 0] = (modes_BxN[1, 0] + 1) % TINY.modalities  # the ego of example 1
+    terms = losses.loss_terms(outputs, batch, TINY, {0: modes_BxN})
+    np.testing.assert_array_equal(terms["level_0_best_mode"], modes_BxN)
+    # The margin still describes the distances, whichever mode is imposed.
+    np.testing.assert_array_equal(terms["level_0_mode_margin"], plain_terms["level_0_mode_margin"])
+    plain = jax.tree.map(np.asarray, losses.per_example_loss(outputs, batch, TINY))
+    moved = jax.tree.map(np.asarray, losses.per_example_loss(outputs, batch, TINY, {0: modes_BxN}))
+    for k in ("level_0_gmm", "level_k", "total"):
+        assert moved[k][1] != plain[k][1], k
+        np.testing.assert_array_equal(moved[k][[0, 2]], plain[k][[0, 2]], err_msg=k)
+    for k in ("level_1_gmm", "level_1_score", "planning"):
+        np.testing.assert_array_equal(moved[k], plain[k], err_msg=k)
 
 
 def test_example_loss_does_not_depend_on_the_rest_of_the_batch(scenarios):
