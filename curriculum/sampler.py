@@ -4,6 +4,7 @@
 each epoch then draws N indices with replacement from a generator seeded by (training seed, epoch),
 as the released sampler does (no importance reweighting of the loss). `select` is the hard
 baseline: keep a fixed fraction of the training set (top, bottom or random) and train uniformly.
+numpy only: importing this module does not start JAX.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import numpy as np
 
 from curriculum import schedule
-from gf_jax import train
+from gf_jax import sampling
 
 SELECTIONS = ("top", "bottom", "random")
 
@@ -37,7 +38,7 @@ class Curriculum:
 def draw(p_N: np.ndarray, epoch: int, seed: int) -> np.ndarray:
     """The N indices (with replacement) that training with seed `seed` uses in 0-based `epoch`."""
     p = np.asarray(p_N, np.float64)
-    return train.epoch_indices(len(p), epoch, seed, lambda _: p)
+    return sampling.epoch_indices(len(p), epoch, seed, lambda _: p)
 
 
 def selection_size(n: int, fraction: float) -> int:

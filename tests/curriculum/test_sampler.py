@@ -1,18 +1,27 @@
 """Sampling with replacement (seeded) and hard top-k selection."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from curriculum import sampler, schedule
-from gf_jax import train
+from gf_jax import sampling
 
 
 def test_curriculum_is_fit_sampling():
     s = np.random.default_rng(0).normal(size=200)
     cur = sampler.Curriculum(schedule.ScheduleConfig(), s)
     np.testing.assert_array_equal(cur(12), schedule.probabilities(cur.config, s, 12))
-    idx = train.epoch_indices(200, 12, 3, cur)
+    idx = sampling.epoch_indices(200, 12, 3, cur)
     np.testing.assert_array_equal(idx, sampler.draw(cur(12), 12, 3))
+
+
+def test_import_does_not_start_jax():
+    code = "import sys, curriculum.sampler; print(sorted({'jax', 'optax', 'orbax'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_draw_is_seeded_and_follows_the_weights():
