@@ -11,11 +11,7 @@ from XLA's cost analysis of the compiled program. Compute does not depend on the
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp

@@ -20,11 +20,7 @@ Inputs are random arrays in the scenario layout: compute does not depend on thei
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import jax
 import jax.numpy as jnp

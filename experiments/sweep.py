@@ -3,83 +3,31 @@
     python experiments/sweep.py --preset cpu                 # everything (finished runs skipped)
     python experiments/sweep.py --list                       # configurations and their status
     python experiments/sweep.py --only 'tracin*' --seeds 3   # a subset
+    python experiments/sweep.py --commands | parallel -j 4   # one run.py line per pending run
+    python experiments/sweep.py --shard 2/8                  # this machine's share of the plan
     python experiments/report.py                             # then: tables, figures, animations
 
 The paper's table (uniform, metadata, tracin, hybrid, loss) runs with `--seeds` seeds (default 5,
-the paper had 3); the ablations with `--ablation-seeds` (default 1): hard top-20 % selection by
-TracIn, metadata, at random and from TracIn's bottom; the released code's curriculum; TracIn's
-sign flipped; best-checkpoint TracIn; dropout on while scoring; the metadata mean composite; LiSSA;
-random scores through the same curriculum; TracIn and uniform on a world without label noise.
-Runs go in-process, one after another, so compiled programs are reused between them.
+the paper had 3); the ablations (see `experiments.configurations`) with `--ablation-seeds`
+(default 1). Runs go in-process, one after another, so compiled programs are reused between
+them. A run counts as done only when its result was trained with the same configuration.
 """
 
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import sys
 import time
 import traceback
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from experiments import run as run_lib
-from experiments import stats
-
-MAIN = ("uniform", "metadata", "tracin", "hybrid", "loss")
-# name -> run.py arguments (the name is what run.py itself calls the run folder).
-ABLATIONS: dict[str, list[str]] = {
-    "tracin-select0.2-top": ["--method", "tracin", "--select", "0.2"],
-    "metadata-select0.2-top": ["--method", "metadata", "--select", "0.2"],
-    "uniform-select0.2-random": ["--method", "uniform", "--select", "0.2", "--select-from", "random"],
-    "tracin-select0.2-bottom": ["--method", "tracin", "--select", "0.2", "--select-from", "bottom"],
-    "tracin-code": ["--method", "tracin", "--curriculum", "code"],
-    "tracin-signflip": ["--method", "tracin", "--tracin-sign", "-1"],
-    "tracin-ckpt-best": ["--method", "tracin", "--tracin-checkpoints", "best"],
-    "tracin-dropout": ["--method", "tracin", "--scoring-dropout"],
-    "metadata-metadata-mean": ["--method", "metadata", "--metadata", "mean"],
-    "lissa": ["--method", "lissa"],
-    "random": ["--method", "random"],
-    "tracin-noise0": ["--method", "tracin", "--noise", "0"],
-    "uniform-noise0": ["--method", "uniform", "--noise", "0"],
-}  # fmt: skip
+from experiments import configurations as plan_lib
+from experiments import stages, stats
+from experiments.layout import Layout
+from experiments.runconfig import ConfigError, RunConfig
+from gf_jax import config as gf_config
 
 
-def configurations() -> dict[str, list[str]]:
-    """Every named configuration -> its run.py arguments (without seed, preset, workdir)."""
-    out = {m: ["--method", m] for m in MAIN}
-    out.update(ABLATIONS)
-    for name, argv in out.items():  # the names are run.py's own folder names
-        assert run_lib.run_name(run_lib.parser().parse_args(argv)) == name, name
-    return out
-
-
-def plan(args: argparse.Namespace) -> list[tuple[str, int]]:
-    """(configuration, seed) pairs in run order: seed-major over the main table, then ablations,
-    so a partly finished sweep already holds complete seeds of the paper's table."""
-    main_seeds = _seeds(args.seeds)
-    abl_seeds = _seeds(args.ablation_seeds)
-    pairs = [(m, s) for s in main_seeds for m in MAIN]
-    pairs += [(a, s) for s in abl_seeds for a in ABLATIONS]
-    if args.only:
-        pairs = [(n, s) for n, s in pairs if any(fnmatch.fnmatch(n, p) for p in args.only)]
-    return pairs
-
-
-def _seeds(spec: list[int]) -> list[int]:
-    """`--seeds 5` means seeds 1..5; several numbers are taken as the seeds themselves."""
-    return list(range(1, spec[0] + 1)) if len(spec) == 1 else list(spec)
-
-
-def status(workdir: Path, name: str, seed: int) -> str:
-    d = workdir / name / f"seed{seed}"
-    if (d / "result.json").exists():
-        return "done"
-    return "partial" if (d / "checkpoints").is_dir() else "todo"
-
-
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python experiments/sweep.py",
         description=__doc__,
@@ -96,54 +44,99 @@ def main(argv: list[str] | None = None) -> int:
         "--ablation-seeds", type=int, nargs="+", default=[1], help="ablation seeds, likewise"
     )
     p.add_argument("--only", nargs="+", default=None, help="configuration name patterns (glob)")
+    p.add_argument("--shard", default=None, help="I/N: run only every N-th pending run from I")
     p.add_argument("--list", action="store_true", help="print the plan and each run's status")
+    p.add_argument(
+        "--commands",
+        action="store_true",
+        help="print one run.py command line per pending run, run nothing",
+    )
     p.add_argument("--keep-going", action="store_true", help="go on after a failed run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    configs = configurations()
-    pairs = plan(args)
-    workdir = Path(args.workdir)
-    if not pairs:
-        print("sweep: nothing matches --only", file=sys.stderr)
-        return 1
-    if args.list:
-        rows = [
-            {"config": n, "seed": s, "status": status(workdir, n, s), "args": " ".join(configs[n])}
-            for n, s in pairs
-        ]
-        print(stats.markdown_table(rows, ["config", "seed", "status", "args"]))
-        done = sum(r["status"] == "done" for r in rows)
-        print(f"\n{len(configs)} configurations, {len(pairs)} runs, {done} done")
-        return 0
+    return p  # fmt: skip
 
-    common = ["--workdir", args.workdir]
-    for flag in ("preset", "data", "epochs"):
-        if getattr(args, flag) is not None:
-            common += [f"--{flag}", str(getattr(args, flag))]
-    if args.quiet:
-        common.append("--quiet")
+
+def seeds(spec: list[int]) -> list[int]:
+    """`--seeds 5` means seeds 1..5; several numbers are taken as the seeds themselves."""
+    return list(range(1, spec[0] + 1)) if len(spec) == 1 else list(spec)
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 1, 1
+    i, sep, n = text.partition("/")
+    if not (sep and i.isdigit() and n.isdigit()):
+        raise ConfigError(f"--shard: expected I/N (e.g. 2/8), got {text!r}")
+    return int(i), int(n)
+
+
+def planned(args: argparse.Namespace) -> list[RunConfig]:
+    preset = args.preset or gf_config.default_preset_name(verbose=not args.commands)
+    configs = plan_lib.configurations(preset=preset, data=args.data, epochs=args.epochs)
+    runs = plan_lib.plan(configs, seeds(args.seeds), seeds(args.ablation_seeds), args.only)
+    return runs
+
+
+def show(runs: list[RunConfig], layout: Layout) -> None:
+    rows = [
+        {
+            "config": c.run_name,
+            "seed": c.seed,
+            "status": plan_lib.status(layout, c),
+            "command": plan_lib.command_line(c, layout.root),
+        }
+        for c in runs
+    ]
+    print(stats.markdown_table(rows, ["config", "seed", "status", "command"]))
+    done = sum(r["status"] == "done" for r in rows)
+    print(f"\n{len({c.run_name for c in runs})} configurations, {len(runs)} runs, {done} done")
+
+
+def execute(runs: list[RunConfig], layout: Layout, args: argparse.Namespace) -> int:
     failed: list[str] = []
     t0 = time.perf_counter()
-    for i, (name, seed) in enumerate(pairs, 1):
-        state = status(workdir, name, seed)
-        print(
-            f"\n[{i}/{len(pairs)}] {name} seed {seed} ({state}, {time.perf_counter() - t0:.0f} s)"
-        )
+    for i, cfg in enumerate(runs, 1):
+        state = plan_lib.status(layout, cfg)
+        elapsed = time.perf_counter() - t0
+        print(f"\n[{i}/{len(runs)}] {cfg.run_name} seed {cfg.seed} ({state}, {elapsed:.0f} s)")
         if state == "done":
             continue
-        run_args = run_lib.parser().parse_args([*configs[name], "--seed", str(seed), *common])
         try:
-            run_lib.run(run_args)
+            stages.run(cfg, layout, overwrite=state == "stale", progress=not args.quiet)
         except Exception as e:  # one failed configuration must not lose the rest of the sweep
-            failed.append(f"{name} seed {seed}: {type(e).__name__}: {e}")
+            failed.append(f"{cfg.run_name} seed {cfg.seed}: {type(e).__name__}: {e}")
             traceback.print_exc()
             if not args.keep_going:
                 break
-    done = sum(status(workdir, n, s) == "done" for n, s in pairs)
-    print(f"\nsweep: {done} of {len(pairs)} runs finished")
+    done = sum(plan_lib.status(layout, c) == "done" for c in runs)
+    print(f"\nsweep: {done} of {len(runs)} runs finished")
     for f in failed:
         print(f"failed: {f}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    layout = Layout(args.workdir)
+    try:
+        index, count = parse_shard(args.shard)
+        runs = planned(args)
+        if not runs:
+            raise ConfigError("--only: no configuration matches")
+        # Shards of the whole plan, not of what is pending here: machines agree on their shares.
+        runs = plan_lib.shard(runs, index, count)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.list:
+        show(runs, layout)
+        return 0
+    if args.commands:
+        for cfg in runs:
+            if plan_lib.status(layout, cfg) != "done":
+                print(plan_lib.command_line(cfg, layout.root))
+        return 0
+    return execute(runs, layout, args)
 
 
 if __name__ == "__main__":

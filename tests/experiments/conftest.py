@@ -1,5 +1,5 @@
 """Shared fixtures of the experiment tests: one tiny workdir (tiny preset, 2 epochs) per session,
-built in-process with experiments/run.py's functions and only as far as the tests ask.
+built in-process with the run pipeline (`experiments.stages`) and only as far as the tests ask.
 
 - `tiny_scored`: data, the reference run (every epoch checkpointed) and the default score file.
 - `tiny_workdir`: the same folder plus finished `tracin` and `uniform` seed-1 runs.
@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_runs import TINY, run_method
+from tiny_runs import run_method, tiny_config
 
-from experiments import run as run_lib
+from experiments import stages
+from experiments.layout import Layout
 from valuation import grads
 
 # Unoptimised XLA backend for the valuation kernels: ~2.5x faster compiles, same numerics.
@@ -40,11 +41,12 @@ def tiny_scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gf_jax.data import store
 
     root = tmp_path_factory.mktemp("tiny_workdir")
-    args = run_lib.parser().parse_args(["--method", "tracin", *TINY, "--workdir", str(root)])
-    preset = run_lib.resolve(args, seed=args.seed)
-    splits = store.load_splits(preset.data, root=root / "data")
+    cfg = tiny_config("tracin")
+    preset = stages.resolve_preset(cfg)
+    layout = Layout(root)
+    splits = store.load_splits(preset.data, root=layout.data)
     with fast_compile():
-        run_lib.scores_for(args, preset, splits, root)
+        stages.scores_for(cfg, preset, splits, layout, progress=False)
     return root
 
 
@@ -52,7 +54,7 @@ def tiny_scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_workdir(tiny_scored: Path) -> Path:
     """`tiny_scored` plus finished tracin and uniform runs with seed 1."""
     for method in ("tracin", "uniform"):
-        run_method(tiny_scored, "--method", method, "--seed", "1")
+        run_method(tiny_scored, method, seed=1)
     return tiny_scored
 
 

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from tiny_runs import run_method
 
+from experiments import configurations as plan_lib
 from experiments import report, sweep
-from experiments import run as run_lib
+from experiments import run as run_script
+from experiments.layout import Layout
+from experiments.runconfig import LissaOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 DESIGN_KEYS = ("plan_ade", "plan_fde", "plan_ahe", "pred_ade", "pred_fde", "best_epoch", "history")
@@ -47,7 +50,9 @@ def test_reference_scores_and_runs(tiny_workdir):
     assert tr["config"]["sampling"]["kind"] == "curriculum"
     assert tr["config"]["sampling"]["mode"] == "paper"
     assert (tiny_workdir / "tracin" / "seed1" / "config.json").exists()
-    score_file = Path(tr["config"]["scores"])
+    assert tr["config"]["run"]["method"] == "tracin"
+    score_file = Layout(tiny_workdir).resolve(tr["config"]["scores"])
+    assert tr["config"]["scores"].startswith("scores/")  # relative: a copied workdir still works
     assert score_file.exists() and score_file.parent == tiny_workdir / "scores"
     with np.load(score_file) as z:
         assert {"tracin", "metadata", "loss", "hybrid", "random", "token"} <= set(z.files)
@@ -55,22 +60,22 @@ def test_reference_scores_and_runs(tiny_workdir):
 
 
 @pytest.mark.parametrize(
-    "argv,name,kind",
+    "method,fields,name,kind",
     [
-        (["--method", "metadata"], "metadata", "curriculum"),
-        (["--method", "hybrid"], "hybrid", "curriculum"),
-        (["--method", "loss"], "loss", "curriculum"),
-        (["--method", "random"], "random", "curriculum"),
+        ("metadata", {}, "metadata", "curriculum"),
+        ("hybrid", {}, "hybrid", "curriculum"),
+        ("loss", {}, "loss", "curriculum"),
+        ("random", {}, "random", "curriculum"),
         # A short LiSSA (the test is about the pipeline; tests/valuation check its numerics).
-        (["--method", "lissa", "--lissa-depth", "4", "--lissa-batch", "8"], "lissa", "curriculum"),
-        (["--method", "tracin", "--select", "0.25"], "tracin-select0.25-top", "select"),
-        (["--method", "tracin", "--curriculum", "code"], "tracin-code", "curriculum"),
+        ("lissa", {"lissa": LissaOptions(depth=4, batch_size=8)}, "lissa", "curriculum"),
+        ("tracin", {"select": 0.25}, "tracin-select0.25-top", "select"),
+        ("tracin", {"curriculum": "code"}, "tracin-code", "curriculum"),
     ],
 )
 @pytest.mark.usefixtures("fast_valuation_compile")
-def test_every_method_writes_a_result(tiny_workdir, argv, name, kind):
-    result = run_method(tiny_workdir, *argv, "--seed", "1")
-    _check(result, argv[1])
+def test_every_method_writes_a_result(tiny_workdir, method, fields, name, kind):
+    result = run_method(tiny_workdir, method, seed=1, **fields)
+    _check(result, method)
     assert result == _result(tiny_workdir, name)
     assert result["config"]["sampling"]["kind"] == kind
     if kind == "select":
@@ -81,7 +86,7 @@ def test_second_run_is_a_cache_hit(tiny_workdir, capsys):
     path = tiny_workdir / "tracin" / "seed1" / "result.json"
     before = path.read_text()
     capsys.readouterr()
-    run_method(tiny_workdir, "--method", "tracin", "--seed", "1")
+    run_method(tiny_workdir, "tracin", seed=1)
     out = capsys.readouterr().out
     assert "reference: cache hit" in out and "scores: cache hit" in out and "run: cache hit" in out
     assert path.read_text() == before
@@ -89,7 +94,7 @@ def test_second_run_is_a_cache_hit(tiny_workdir, capsys):
 
 def test_conflicting_run_is_refused(tiny_workdir, capsys):
     argv = ["--method", "metadata", "--name", "uniform", "--seed", "1", "--preset", "tiny"]
-    code = run_lib.main([*argv, "--epochs", "2", "--quiet", "--workdir", str(tiny_workdir)])
+    code = run_script.main([*argv, "--epochs", "2", "--quiet", "--workdir", str(tiny_workdir)])
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different configuration" in err[0]
@@ -102,7 +107,7 @@ def test_sweep_list_and_resume_then_report(tiny_workdir, capsys, tmp_path):
     assert "| uniform | 1 | done |" in listing and "| tracin | 1 | done |" in listing
     assert sweep.main([*common, "--only", "uniform", "tracin", "--seeds", "1"]) == 0
     assert "2 of 2 runs" in capsys.readouterr().out
-    assert len(sweep.configurations()) >= 18
+    assert len(plan_lib.configurations(preset="tiny")) >= 18
 
     out = tmp_path / "report"
     (out / "theory").mkdir(parents=True)  # where experiments/theory.py writes by default
@@ -131,3 +136,24 @@ def test_cli_help_and_bad_data(tmp_path):
     )  # fmt: skip
     assert bad.returncode == 1
     assert bad.stderr.strip().startswith("error:") and "missing" in bad.stderr
+
+
+# `python experiments/run.py --method tracin --seed 1 --preset tiny --epochs 2` at commit 1605f67
+# (before the experiments package was restructured), 4 CPU devices as in these tests.
+BEFORE_REDESIGN = {
+    "best_epoch": 2,
+    "plan_ade": 9.546797752380371,
+    "plan_fde": 23.69683265686035,
+    "plan_ahe": 1.0749976634979248,
+    "pred_ade": 14.639944076538086,
+    "pred_fde": 24.51181983947754,
+    "test_plan_ade": 16.33610725402832,
+    "test_pred_ade": 20.02507209777832,
+}
+
+
+def test_same_metrics_as_before_the_redesign(tiny_workdir):
+    r = _result(tiny_workdir, "tracin")
+    got = {k: r[k] for k in BEFORE_REDESIGN if not k.startswith("test_")}
+    got.update(test_plan_ade=r["test"]["plan_ade"], test_pred_ade=r["test"]["pred_ade"])
+    assert got == pytest.approx(BEFORE_REDESIGN, rel=1e-6)

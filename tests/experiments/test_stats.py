@@ -2,14 +2,9 @@
 
 import itertools
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `experiments` is not installed
-
 from paper_numbers import PAPER_ADE
 
 from experiments import stats

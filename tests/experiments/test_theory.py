@@ -1,5 +1,6 @@
-"""experiments/theory.py: the closed forms behind the three claims, the exact batch-cosine fast
-path against gradients summed one by one, and the script on a tiny workdir."""
+"""experiments.claims and experiments/theory.py: the closed forms behind the three claims, the
+exact batch-cosine fast path against gradients summed one by one, and the script on a tiny
+workdir."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 import scipy.stats
 
 from experiments import theory
+from experiments.claims import alignment, attenuation, config, selection
+from experiments.layout import Layout
 
 pytestmark = pytest.mark.usefixtures("fast_valuation_compile")
 
@@ -29,60 +32,63 @@ def test_rank_average_correlation_is_exact_without_ties():
     rs, rx, rz = (scipy.stats.rankdata(v) for v in (s, x, z))
     r = {k: _pearson(*v) for k, v in {"xs": (rx, rs), "zs": (rz, rs), "xz": (rx, rz)}.items()}
     got = _pearson((rx + rz) / 2, rs)
-    assert got == pytest.approx(theory.rank_average_corr(r["xs"], r["zs"], r["xz"]), abs=1e-12)
+    assert got == pytest.approx(attenuation.rank_average_corr(r["xs"], r["zs"], r["xz"]), abs=1e-12)
     # The hybrid against its own informative score: sqrt((1 + r) / 2).
     own = _pearson((rx + rz) / 2, rx)
     assert own == pytest.approx(math.sqrt((1 + r["xz"]) / 2), abs=1e-12)
-    assert theory.rank_average_corr(1.0, r["xz"], r["xz"]) == pytest.approx(own, abs=1e-12)
+    assert attenuation.rank_average_corr(1.0, r["xz"], r["xz"]) == pytest.approx(own, abs=1e-12)
 
 
 def test_attenuation_simulation_matches_the_closed_forms():
-    n, trials = 400, 300
+    n, repeats = 400, 300
     rng = np.random.default_rng(1)
-    exact = theory.simulate_attenuation(n, trials, 0.0, rng)
+    exact = attenuation.simulate_attenuation(n, repeats, 0.0, rng)
     np.testing.assert_allclose(exact["informative"], 1.0)
     # sqrt((1 + r) / 2) with Var r = 1 / (n - 1): SD about 1 / sqrt(8 (n - 1)) per trial.
-    se = 1.0 / math.sqrt(8.0 * (n - 1) * trials)
+    se = 1.0 / math.sqrt(8.0 * (n - 1) * repeats)
     got = exact["hybrid_pearson"].mean()
-    assert abs(got - theory.expected_hybrid_corr(n)) < 4 * se + 1.0 / n**2
+    assert abs(got - attenuation.expected_hybrid_corr(n)) < 4 * se + 1.0 / n**2
     # Spearman of the re-ranked hybrid: 7/10 in the limit, within sampling error + O(1/n).
     sp = exact["hybrid_spearman"]
-    assert abs(sp.mean() - theory.SPEARMAN_INDEPENDENT) < 4 * sp.std() / math.sqrt(trials) + 2 / n
+    assert (
+        abs(sp.mean() - attenuation.SPEARMAN_INDEPENDENT)
+        < 4 * sp.std() / math.sqrt(repeats) + 2 / n
+    )
     # A noisy informative score: the Pearson-on-ranks ratio is still 1/sqrt(2).
-    noisy = theory.simulate_attenuation(n, trials, 1.0, rng)
+    noisy = attenuation.simulate_attenuation(n, repeats, 1.0, rng)
     ratio = noisy["hybrid_pearson"] / noisy["informative"]
-    tol = 4 * ratio.std() / math.sqrt(trials) + 2 / n
-    assert abs(ratio.mean() - theory.PEARSON_INDEPENDENT) < tol
+    tol = 4 * ratio.std() / math.sqrt(repeats) + 2 / n
+    assert abs(ratio.mean() - attenuation.PEARSON_INDEPENDENT) < tol
     # The copula prediction at r = 0 is the independent case.
-    pred = theory.hybrid_spearman_at(0.0, n, trials, rng)
-    assert abs(pred - theory.SPEARMAN_INDEPENDENT) < 4 * sp.std() / math.sqrt(trials) + 2 / n
+    pred = attenuation.hybrid_spearman_at(0.0, n, repeats, rng)
+    assert abs(pred - attenuation.SPEARMAN_INDEPENDENT) < 4 * sp.std() / math.sqrt(repeats) + 2 / n
 
 
 def test_kl_ess_and_summaries_of_known_distributions():
-    assert theory.kl_divergence([0.5, 0.5], [0.25, 0.75]) == pytest.approx(
+    assert selection.kl_divergence([0.5, 0.5], [0.25, 0.75]) == pytest.approx(
         0.5 * math.log(2) + 0.5 * math.log(2 / 3)
     )
-    assert theory.kl_divergence([0.5, 0.5, 0.0], [0.2, 0.3, 0.5]) < math.inf
-    assert theory.kl_divergence([0.2, 0.3, 0.5], [0.5, 0.5, 0.0]) == math.inf
-    assert theory.effective_sample_size([0.5, 0.25, 0.25]) == pytest.approx(1 / 0.375)
+    assert selection.kl_divergence([0.5, 0.5, 0.0], [0.2, 0.3, 0.5]) < math.inf
+    assert selection.kl_divergence([0.2, 0.3, 0.5], [0.5, 0.5, 0.0]) == math.inf
+    assert selection.effective_sample_size([0.5, 0.25, 0.25]) == pytest.approx(1 / 0.375)
     n, kept = 50, np.arange(10)
-    hard = theory.subset_distribution(kept, n)
+    hard = selection.subset_distribution(kept, n)
     soft = np.linspace(1, 2, n)
     soft /= soft.sum()
     corrupted = np.zeros(n, bool)
     corrupted[::5] = True
-    h = theory.distribution_summary(hard, hard_N=hard, corrupted_N=corrupted)
+    h = selection.distribution_summary(hard, hard_N=hard, corrupted_N=corrupted)
     assert h["kl_uniform"] == pytest.approx(math.log(n / len(kept)))
     assert h["ess"] == pytest.approx(len(kept)) and h["support_frac"] == 0.2
     assert h["mass_dropped_by_hard"] == 0 and h["kl_hard_to_this"] == pytest.approx(0)
     assert h["corrupted_mass"] == pytest.approx(0.2)
-    s = theory.distribution_summary(soft, hard_N=hard, corrupted_N=corrupted)
+    s = selection.distribution_summary(soft, hard_N=hard, corrupted_N=corrupted)
     assert s["mass_dropped_by_hard"] == pytest.approx(soft[10:].sum())
-    assert s["kl_hard_to_this"] == pytest.approx(theory.kl_divergence(hard, soft))
+    assert s["kl_hard_to_this"] == pytest.approx(selection.kl_divergence(hard, soft))
     assert s["corrupted_mass"] == pytest.approx(soft[::5].sum())
     assert s["support_frac"] == 1 and 0 < s["kl_uniform"] < h["kl_uniform"]
-    assert theory.auto_epochs(range(12)) == (0, 3, 6, 9, 11)
-    assert theory.auto_epochs([0, 1]) == (0, 1)
+    assert config.auto_epochs(range(12)) == (0, 3, 6, 9, 11)
+    assert config.auto_epochs([0, 1]) == (0, 1)
 
 
 def _mlp_loss(params, example):
@@ -107,7 +113,7 @@ def test_batch_cosines_equal_explicitly_summed_gradients():
 
     train, val = data(10), data(5)
     # Chunks of 4 over 10 examples: several Gram blocks and a padded last chunk.
-    geo = theory.gradient_geometry(_mlp_loss, params, train, val, chunk_size=4)
+    geo = alignment.gradient_geometry(_mlp_loss, params, train, val, chunk_size=4)
 
     grad = jax.jit(jax.grad(_mlp_loss))
 
@@ -124,14 +130,14 @@ def test_batch_cosines_equal_explicitly_summed_gradients():
     for batch in idx:
         s = sum(g_NxD[i] for i in batch)
         want.append(s @ g_val / (np.linalg.norm(s) * np.linalg.norm(g_val)))
-    got = theory.batch_cosines(idx, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
+    got = alignment.batch_cosines(idx, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     p = rng.random(10)
     p /= p.sum()
     s = p @ g_NxD
-    pop = theory.population_cosine(p, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
+    pop = alignment.population_cosine(p, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
     assert pop == pytest.approx(s @ g_val / (np.linalg.norm(s) * np.linalg.norm(g_val)), rel=1e-5)
-    draws = theory.draw_batches(p, 200, 3, np.random.default_rng(0))
+    draws = alignment.draw_batches(p, 200, 3, np.random.default_rng(0))
     assert draws.shape == (200, 3) and draws.min() >= 0 and draws.max() < 10
 
 
@@ -168,6 +174,19 @@ def test_script_on_the_tiny_workdir(tiny_scored, tmp_path):
         assert (out / fig).stat().st_size > 0
 
 
+def test_the_reference_is_the_layouts_for_the_data(tmp_path):
+    layout = Layout(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no reference run there"):
+        config.find_reference(layout, "npz:/somewhere", None)
+    ref = layout.reference("npz:/somewhere")
+    ref.mkdir(parents=True)
+    (ref / "config.json").write_text("{}")
+    assert config.find_reference(layout, "npz:/somewhere", None) == ref
+    with pytest.raises(FileNotFoundError):  # not the synthetic world's reference
+        config.find_reference(layout, None, None)
+    assert config.find_reference(layout, None, str(ref)) == ref  # --reference overrides
+
+
 def test_script_without_a_reference_fails_clearly(tmp_path, capsys):
     assert theory.main(["--workdir", str(tmp_path)]) == 1
-    assert "no reference runs" in capsys.readouterr().err
+    assert "no reference run there" in capsys.readouterr().err

@@ -1,17 +1,21 @@
-"""run.py in-process on the tiny preset at 2 epochs (shared by the experiment tests)."""
+"""The run pipeline in-process on the tiny preset at 2 epochs (shared by the experiment tests)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from experiments import stages
+from experiments.layout import Layout
+from experiments.runconfig import RunConfig
 
-TINY = ["--preset", "tiny", "--epochs", "2", "--quiet"]
+TINY = {"preset": "tiny", "epochs": 2}
 
 
-def run_method(workdir: Path, *argv: str) -> dict:
-    """`python experiments/run.py ARGV --preset tiny --epochs 2` in this process; the result."""
-    from experiments import run as run_lib
+def tiny_config(method: str, **fields) -> RunConfig:
+    """A RunConfig of `method` on the tiny preset at 2 epochs."""
+    return RunConfig(method=method, **TINY, **fields)
 
-    return run_lib.run(run_lib.parser().parse_args([*argv, *TINY, "--workdir", str(workdir)]))
+
+def run_method(workdir: Path, method: str, **fields) -> dict:
+    """`python experiments/run.py --method METHOD --preset tiny --epochs 2` in this process."""
+    return stages.run(tiny_config(method, **fields), Layout(workdir), progress=False)

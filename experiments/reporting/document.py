@@ -1,0 +1,125 @@
+"""REPORT.md: the tables, score analyses and figures of a workdir's finished runs, in one file.
+
+`build_report` reads the workdir (`reporting.loading`), draws the figures (`reporting.plots`),
+and writes the markdown atomically. Missing pieces (a method not yet run, no LiSSA scores, an
+unreadable result) are skipped with a note, so a partial sweep already gives a report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from experiments import summary
+from experiments.layout import Layout
+from experiments.reporting import loading, plots, tables
+from experiments.reporting.loading import Runs
+from gf_jax import atomic
+from gf_jax.config import Preset
+from gf_jax.data import store
+from gf_jax.data.schema import ScenarioSet
+
+
+def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
+    """The paper's table on val and test, and every configuration."""
+    md = ["", "## The paper's table: best-epoch validation metrics", ""]
+    md.append(tables.paper_table(runs, "val", baselines=baselines))
+    md += [
+        "",
+        "p and d_z: paired t-test over common seeds of TracIn vs the method (plan ADE); "
+        "d_z < 0 means TracIn is lower (better). ± is the SD with ddof 0, as the paper."
+        + (" Rows in parentheses are the non-learned baselines." if baselines else ""),
+        "",
+    ]
+    md += ["## The same on the test split (at the best-validation epoch)", ""]
+    md.append(tables.paper_table(runs, "test", baselines=baselines))
+    every = tables.configurations_table(runs, baselines) if runs else "_none_"
+    return [*md, "", "## Every configuration", "", every, ""]
+
+
+def score_sections(
+    named: dict[str, np.ndarray], train: ScenarioSet, sources: dict[str, str]
+) -> list[str]:
+    """Spearman matrix, label-noise AUROC, percentiles by scenario type and city."""
+    five = {k: named[k] for k in tables.SCORE_ORDER if k in named}
+    md = ["## Spearman rho between the scores", "", tables.spearman_table(five)]
+    corrupted = np.asarray(train.meta["corrupted"], bool)
+    md += [
+        "",
+        f"## Detecting the injected label noise ({int(corrupted.sum())} of {len(train)} "
+        "training scenarios corrupted)",
+        "",
+    ]
+    if corrupted.any() and not corrupted.all():
+        md.append(tables.auroc_table(named, corrupted))
+    else:
+        md.append("_no corrupted scenarios in this training set_")
+    md += ["", "## Mean score percentile by scenario type", ""]
+    md.append(tables.by_group_table(five, np.asarray(train.meta["scenario_type"]), "scenario type"))
+    md += ["", "## Mean score percentile by city", ""]
+    md.append(tables.by_group_table(five, np.asarray(train.meta["city"]), "city"))
+    return [*md, "", "Score files: " + ", ".join(f"{k} `{v}`" for k, v in sources.items()), ""]
+
+
+def figure_section(made: list[tuple[str, Path]], out: Path) -> list[str]:
+    md = ["## Figures", ""] if made else []
+    for title, path in made:
+        if path.suffix == ".gif":
+            title += " (animated)"
+        md += [f"### {title}", "", f"![{title}]({path.relative_to(out)})", ""]
+    return md
+
+
+def closing_sections(out: Path, notes: list[str]) -> list[str]:
+    """The link to the theory checks (when measured) and the notes."""
+    md = []
+    if (out / "theory" / "THEORY.md").is_file():
+        md += [
+            "## Theory checks",
+            "",
+            "Measured by `experiments/theory.py`: [theory/THEORY.md](theory/THEORY.md).",
+            "",
+        ]
+    if notes:
+        md += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return md
+
+
+def load_reference(
+    layout: Layout, preset: Preset | None, runs: Runs, data: str | None, notes: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, str], dict[str, ScenarioSet] | None]:
+    """The scores and the train/val splits of the reference run's world (empty without one)."""
+    if preset is None:
+        notes.append("no reference run: score tables and score figures skipped")
+        return {}, {}, None
+    named, sources = loading.load_scores(layout, preset, runs, data, notes)
+    if not named:
+        notes.append("no score files for the reference run yet")
+    splits = {
+        s: store.load_split(preset.data, s, root=layout.data, progress=False)
+        for s in ("train", "val")
+    }
+    return named, sources, splits
+
+
+def build_report(layout: Layout, out: Path, data: str | None = None) -> Path:
+    """Writes `out/REPORT.md` and its figures; returns the REPORT.md path."""
+    notes: list[str] = []
+    runs = loading.load_runs(layout, notes)
+    preset = loading.reference_preset(layout, data)
+    named, sources, splits = load_reference(layout, preset, runs, data, notes)
+    world = loading.world_preset(layout, runs, data)
+    baselines = summary.baseline_metrics(world, layout) if world is not None else {}
+    made = plots.make_figures(out, runs, named, preset, splits, layout, notes)
+    md = [
+        "# gf-jax report",
+        "",
+        f"Workdir `{layout.root}`; preset `{preset.name if preset else '?'}`; "
+        f"{sum(len(v) for v in runs.values())} finished runs in {len(runs)} configurations.",
+    ]
+    md += run_sections(runs, baselines)
+    if named and splits is not None:
+        md += score_sections(named, splits["train"], sources)
+    md += figure_section(made, out) + closing_sections(out, notes)
+    return atomic.write_text(out / "REPORT.md", "\n".join(md))
