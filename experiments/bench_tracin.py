@@ -29,7 +29,7 @@ import numpy as np
 from experiments import benchlib
 from experiments.bench_model import random_batch
 from gf_jax import mesh as mesh_lib
-from gf_jax import model, train
+from gf_jax import model, runtime, train
 from gf_jax.config import PRESETS
 from valuation import gameformer, grads
 
@@ -255,4 +255,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     main()

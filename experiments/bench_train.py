@@ -1,73 +1,134 @@
-"""Training throughput: samples per second of the jitted train step, compile time reported apart.
+"""Training throughput, old vs new in one run: glibc malloc against tcmalloc (`gf_jax.runtime`).
 
-    python experiments/bench_train.py [--presets cpu paper] [--steps 5] [--out runs/bench/train.json]
+    python experiments/bench_train.py [--presets cpu] [--steps 30] [--out runs/bench/train.json]
 
-Each preset's step (forward, backward, clipping, AdamW; dropout on) runs on its own batch size over
-all visible devices. Steady state = best of `--steps` timed steps after one warm-up step. The
-ratio column compares each preset with the first one measured in this run.
+For each preset and allocator a fresh child process (so the allocator is the one the process
+started with) compiles the jitted, donated train step and times `--steps` steps fed by the real
+input path: batches gathered from the preset's cached training split (`gf_jax.sampling.batches`),
+sharded over the visible devices; then one pass of the eval step over the validation split. It
+reports samples/s, the minor page faults and the kernel's share of CPU time per step (the cost
+tcmalloc removes), and new/old ratios measured in this one run. `--allocators default` alone
+runs where no tcmalloc is installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
 import time
 
-import jax
-import jax.numpy as jnp
+import numpy as np
 
 from experiments import benchlib
-from experiments.bench_model import random_batch
-from gf_jax import mesh as mesh_lib
-from gf_jax import model, train
+from gf_jax import runtime
 from gf_jax.config import PRESETS
 
+ALLOCATORS = ("default", "tcmalloc")
 
-def bench_preset(name: str, steps: int, batch_size: int | None) -> dict:
-    preset = PRESETS[name]
+
+def _usage() -> tuple[float, float, int]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime, r.ru_minflt
+
+
+def measure(preset_name: str, steps: int, data_root: str) -> dict:
+    """In this process: compile, then time `steps` train steps and one eval pass."""
+    import jax
+    import jax.numpy as jnp
+
+    from gf_jax import mesh as mesh_lib
+    from gf_jax import model
+    from gf_jax import steps as steps_lib
+    from gf_jax.data import store
+    from gf_jax.sampling import batches
+
+    preset = PRESETS[preset_name]
     mcfg, tcfg = preset.model, preset.train
+    train = store.load_split(preset.data, "train", root=data_root, progress=False)
+    val = store.load_split(preset.data, "val", root=data_root, progress=False)
     mesh = mesh_lib.data_mesh()
-    b = mesh_lib.round_up_to_devices(batch_size or tcfg.batch_size, mesh)
-    step_fn, _ = train.compiled_steps(mcfg, tcfg)
+    step_fn, eval_fn = steps_lib.compiled_steps(mcfg, tcfg)
     params = mesh_lib.replicate(model.init_params(mcfg, jax.random.key(0)), mesh)
-    opt_state = mesh_lib.replicate(train.make_optimizer(tcfg).init(params), mesh)
-    batch = mesh_lib.shard_batch(random_batch(b, mcfg.neighbors), mesh)
-    weight = mesh_lib.shard_batch(jnp.ones(b), mesh)
+    opt = mesh_lib.replicate(steps_lib.make_optimizer(tcfg).init(params), mesh)
+    order = np.random.default_rng(0).permutation(len(train))
+    feed = batches(train, np.resize(order, (steps + 1) * tcfg.batch_size), tcfg.batch_size,
+                   mcfg.neighbors)  # fmt: skip
     lr = jnp.float32(tcfg.learning_rate)
 
+    def step(i: int) -> None:
+        nonlocal params, opt
+        batch, weight = next(feed)
+        params, opt, loss = step_fn(params, opt, mesh_lib.shard_batch(batch, mesh),
+                                    mesh_lib.shard_batch(weight, mesh), jax.random.key(i), lr)  # fmt: skip
+        loss.block_until_ready()
+
     t0 = time.perf_counter()
-    params, opt_state, loss = step_fn(params, opt_state, batch, weight, jax.random.key(0), lr)
-    jax.block_until_ready(loss)
-    first = time.perf_counter() - t0
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()
-        params, opt_state, loss = step_fn(params, opt_state, batch, weight, jax.random.key(i), lr)
-        jax.block_until_ready(loss)
-        times.append(time.perf_counter() - t0)
-    best = min(times)
+    step(0)  # compiles
+    compile_s = time.perf_counter() - t0
+    u0, s0, f0 = _usage()
+    t0 = time.perf_counter()
+    for i in range(1, steps + 1):
+        step(i)
+    wall = time.perf_counter() - t0
+    u1, s1, f1 = _usage()
+    from gf_jax.evaluate import evaluate
+
+    evaluate(params, val, mcfg, batch_size=tcfg.eval_batch_size, mesh=mesh, step_fn=eval_fn)
+    t0 = time.perf_counter()
+    evaluate(params, val, mcfg, batch_size=tcfg.eval_batch_size, mesh=mesh, step_fn=eval_fn)
+    eval_s = time.perf_counter() - t0
     return {
-        "preset": name,
-        "params": model.param_count(params),
-        "batch": b,
+        "preset": preset_name,
+        "batch": tcfg.batch_size,
         "devices": mesh.devices.size,
-        "compile_s": first - best,
-        "step_s": best,
-        "samples_per_s": b / best,
+        "compile_s": compile_s,
+        "step_s": wall / steps,
+        "samples_per_s": steps * tcfg.batch_size / wall,
+        "faults_per_step": (f1 - f0) / steps,
+        "kernel_share": (s1 - s0) / max(u1 - u0 + s1 - s0, 1e-9),
+        "eval_examples_per_s": len(val) / eval_s,
     }
+
+
+def run_child(preset: str, allocator: str, args: argparse.Namespace) -> dict:
+    """`measure` in a fresh process started with the allocator."""
+    env = {**os.environ, runtime.ENV_SWITCH: "0"}  # the child must not pick its own allocator
+    env.pop("LD_PRELOAD", None)
+    if allocator == "tcmalloc":
+        library = runtime.find_tcmalloc()
+        if library is None:
+            raise SystemExit("error: --allocators tcmalloc: no tcmalloc library installed")
+        env = runtime.preload_env(library, env)
+    cmd = [sys.executable, "-m", "experiments.bench_train", "--child", preset,
+           "--steps", str(args.steps), "--data-root", args.data_root]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"error: {allocator} child failed:\n{out.stderr[-2000:]}")
+    return {"allocator": allocator, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=5, help="timed steps after the warm-up step")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
+    p.add_argument("--presets", nargs="+", default=["cpu"], choices=sorted(PRESETS))
+    p.add_argument("--allocators", nargs="+", default=list(ALLOCATORS), choices=ALLOCATORS)
+    p.add_argument("--steps", type=int, default=30, help="timed steps after the compiling one")
+    p.add_argument("--data-root", default="runs/data", help="dataset cache folder")
     p.add_argument("--out", default="runs/bench/train.json")
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    rows = [bench_preset(name, args.steps, args.batch_size) for name in args.presets]
+    if args.child:
+        print(json.dumps(measure(args.child, args.steps, args.data_root)))
+        return {}
+    rows = [run_child(pr, alloc, args) for pr in args.presets for alloc in args.allocators]
     for r in rows:
-        r["ratio_vs_first"] = r["samples_per_s"] / rows[0]["samples_per_s"]
-    cols = ["preset", "params", "batch", "devices", "compile_s", "step_s", "samples_per_s",
-            "ratio_vs_first"]  # fmt: skip
+        old = next(x for x in rows if x["preset"] == r["preset"])
+        r["speedup"] = r["samples_per_s"] / old["samples_per_s"]
+    cols = ["preset", "allocator", "batch", "devices", "compile_s", "step_s", "samples_per_s",
+            "faults_per_step", "kernel_share", "eval_examples_per_s", "speedup"]  # fmt: skip
     print(benchlib.table(rows, cols))
     print(f"wrote {benchlib.write_record(args.out, 'train', rows, vars(args))}")
     return {"rows": rows}

@@ -67,15 +67,18 @@ class Setting:
         ).validate()
 
 
-# Ordered by what the preset decision needs first: the probe's setting, more data, less data,
-# then larger learning rates.
+# Ordered by what the preset decision needs first: the probe's setting and more data, then
+# larger learning rates, warm-up and batch size at 4,096 scenarios, then less data.
 SETTINGS: list[Setting] = [
     Setting(2048),
     Setting(4096),
+    Setting(4096, learning_rate=6e-4),
+    Setting(8192),
+    Setting(4096, learning_rate=1e-3, warmup_steps=256),
+    Setting(4096, learning_rate=6e-4, batch_size=32, steps=1280),
     Setting(1024),
     Setting(512),
     Setting(2048, learning_rate=6e-4),
-    Setting(4096, learning_rate=6e-4),
 ]
 
 

@@ -40,7 +40,7 @@ import numpy as np
 
 from experiments import benchlib
 from experiments.bench_model import random_batch
-from gf_jax import atomic, model, steps
+from gf_jax import atomic, model, runtime, steps
 from gf_jax import mesh as mesh_lib
 from gf_jax import train as train_lib
 from gf_jax.config import Preset, resolve_preset
@@ -415,4 +415,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     main()

@@ -18,6 +18,7 @@ import fnmatch
 import sys
 
 from experiments import curves
+from gf_jax import runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,4 +52,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     sys.exit(main())

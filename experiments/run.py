@@ -28,6 +28,7 @@ from experiments import stages, summary
 from experiments.layout import Layout
 from experiments.runconfig import METHODS, ConfigError, RunConfig
 from gf_jax import config as gf_config
+from gf_jax import runtime
 
 
 def parser() -> argparse.ArgumentParser:
@@ -126,4 +127,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     sys.exit(main())

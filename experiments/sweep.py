@@ -25,6 +25,7 @@ from experiments import stages, stats
 from experiments.layout import Layout
 from experiments.runconfig import ConfigError, RunConfig
 from gf_jax import config as gf_config
+from gf_jax import runtime
 
 
 def parser() -> argparse.ArgumentParser:
@@ -140,4 +141,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     sys.exit(main())

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from experiments.claims import config, document
+from gf_jax import runtime
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,4 +70,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     sys.exit(main())

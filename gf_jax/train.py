@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from gf_jax import atomic, checkpoint, loop, steps
+from gf_jax import atomic, checkpoint, loop, runtime, steps
 from gf_jax import mesh as mesh_lib
 from gf_jax import workdir as workdir_lib
 from gf_jax.config import Preset, resolve_preset, to_dict
@@ -246,4 +246,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    runtime.use_tcmalloc()  # before any work: it may re-execute this process
     sys.exit(main())
