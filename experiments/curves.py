@@ -129,10 +129,50 @@ def read_curve(s: Setting, workdir: str | Path) -> dict | None:
     }
 
 
+def summary_rows(curves: list[dict], baselines: dict[str, dict[str, float]]) -> list[dict]:
+    """Per setting: its best validation point, the ratio to route following, and time per step."""
+    route = baselines["route_following"]["plan_ade"]
+    cv_pred = baselines["constant_velocity"]["pred_ade"]
+    rows = []
+    for c in curves:
+        best = min(c["points"], key=lambda p: p["val_plan_ade"])
+        seconds = sum(p["train_seconds"] for p in c["points"])
+        rows.append(
+            {
+                "setting": c["setting"]["name"],
+                "steps": c["points"][-1]["step"],
+                "finished": c["finished"],
+                "best step": best["step"],
+                "val plan ADE": best["val_plan_ade"],
+                "x route following": best["val_plan_ade"] / route,
+                "val pred ADE": best["val_pred_ade"],
+                "x CV neighbours": best["val_pred_ade"] / cv_pred,
+                "train s / step": seconds / c["points"][-1]["step"],
+            }
+        )
+    return rows
+
+
 def collect(settings: list[Setting], workdir: str | Path, out: str | Path | None = None) -> Path:
-    """Writes `curves.json` with every started setting's points; returns its path."""
+    """Writes `curves.json` (every started setting's points and the baselines on the same
+    validation split), `curves.md` (a summary table) and `learning_curves.png`; returns the
+    JSON's path."""
+    from experiments import stats
+    from experiments.figures.learning import learning_curves
+    from gf_jax import baselines
+
     out_dir = Path(out) if out else Path(workdir) / "learning_curve"
     curves = [c for s in settings if (c := read_curve(s, workdir)) is not None]
-    path = out_dir / "curves.json"
-    atomic.write_json(path, {"n_val": N_VAL, "seed": CURVE_SEED, "curves": curves})
+    preset = settings[0].preset()
+    val = store.load_split(preset.data, "val", root=Path(workdir) / "data", progress=False)
+    base = baselines.evaluate(val, preset.model.neighbors)
+    path = atomic.write_json(
+        out_dir / "curves.json",
+        {"n_val": N_VAL, "seed": CURVE_SEED, "baselines": base, "curves": curves},
+    )
+    rows = summary_rows(curves, base)
+    cols = list(rows[0]) if rows else ["setting"]
+    atomic.write_text(out_dir / "curves.md", stats.markdown_table(rows, cols))
+    learning_curves(curves, base, out_dir / "learning_curves.png",
+                    title=f"cpu model, uniform sampling, seed {CURVE_SEED}, {N_VAL} val scenarios")  # fmt: skip
     return path
