@@ -37,8 +37,8 @@ class Curriculum:
 
 def draw(p_N: np.ndarray, epoch: int, seed: int) -> np.ndarray:
     """The N indices (with replacement) that training with seed `seed` uses in 0-based `epoch`."""
-    p = np.asarray(p_N, np.float64)
-    return sampling.epoch_indices(len(p), epoch, seed, lambda _: p)
+    p_N = np.asarray(p_N, np.float64)
+    return sampling.epoch_indices(len(p_N), epoch, seed, lambda _: p_N)
 
 
 def selection_size(n: int, fraction: float) -> int:
@@ -52,14 +52,14 @@ def select(score_N: np.ndarray, fraction: float, which: str = "top", seed: int =
     """Sorted indices of the kept examples: the `fraction` with the highest (`top`) or lowest
     (`bottom`) scores, or a uniformly random subset (`random`, seeded). Ties are broken by index.
     """
-    s = np.asarray(score_N, np.float64)
-    k = selection_size(len(s), fraction)
+    s_N = np.asarray(score_N, np.float64)
+    n_kept = selection_size(len(s_N), fraction)
     if which == "top":
-        kept = np.argsort(-s, kind="stable")[:k]
+        kept = np.argsort(-s_N, kind="stable")[:n_kept]
     elif which == "bottom":
-        kept = np.argsort(s, kind="stable")[:k]
+        kept = np.argsort(s_N, kind="stable")[:n_kept]
     elif which == "random":
-        kept = np.random.default_rng([seed, 0x5E1]).choice(len(s), size=k, replace=False)
+        kept = np.random.default_rng([seed, 0x5E1]).choice(len(s_N), size=n_kept, replace=False)
     else:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {which!r}")
     return np.sort(kept)

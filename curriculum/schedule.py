@@ -80,11 +80,11 @@ def quartiles(score_N: np.ndarray) -> np.ndarray:
 
     Ties are broken by position, so the split is exact even for constant scores.
     """
-    s = np.asarray(score_N, np.float64)
-    order = np.argsort(s, kind="stable")
-    q = np.empty(len(s), np.int64)
-    q[order] = (4 * np.arange(len(s))) // max(len(s), 1)
-    return q
+    s_N = np.asarray(score_N, np.float64)
+    order_N = np.argsort(s_N, kind="stable")
+    quartile_N = np.empty(len(s_N), np.int64)
+    quartile_N[order_N] = (4 * np.arange(len(s_N))) // max(len(s_N), 1)
+    return quartile_N
 
 
 def _min_max(s: np.ndarray) -> np.ndarray:
@@ -95,29 +95,29 @@ def _min_max(s: np.ndarray) -> np.ndarray:
 
 def weights(cfg: ScheduleConfig, score_N: np.ndarray, epoch: int) -> np.ndarray:
     """Unnormalised weights [N] of every example in 0-based `epoch`."""
-    s = np.asarray(score_N, np.float64)
-    if s.ndim != 1 or not len(s) or not np.isfinite(s).all():
-        raise ValueError(f"scores must be a non-empty finite 1-D array, got shape {s.shape}")
+    s_N = np.asarray(score_N, np.float64)
+    if s_N.ndim != 1 or not len(s_N) or not np.isfinite(s_N).all():
+        raise ValueError(f"scores must be a non-empty finite 1-D array, got shape {s_N.shape}")
     if not 0 <= epoch < cfg.epochs:
         raise ValueError(f"epoch {epoch} outside the schedule's {cfg.epochs} epochs")
     if cfg.mode == "paper":
         r = ramp_fraction(cfg, epoch)
-        target = np.asarray(cfg.quartile_weights)[quartiles(s)]
-        return 1.0 + r * (target - 1.0)
-    s = _min_max(s)
+        target_N = np.asarray(cfg.quartile_weights)[quartiles(s_N)]
+        return 1.0 + r * (target_N - 1.0)
+    s_N = _min_max(s_N)
     p = (epoch + 1) / cfg.epochs
     if p <= 0.30:
-        return np.maximum(1.0 - (1.0 - p / 0.3) * s, 0.1)
+        return np.maximum(1.0 - (1.0 - p / 0.3) * s_N, 0.1)
     if p <= 0.65:
-        return 1.0 + (p - 0.3) / 0.35 * s
-    w = 0.5 + 1.5 * s
-    return np.where(s >= np.percentile(s, 80), 1.5 * w, w)
+        return 1.0 + (p - 0.3) / 0.35 * s_N
+    w_N = 0.5 + 1.5 * s_N
+    return np.where(s_N >= np.percentile(s_N, 80), 1.5 * w_N, w_N)
 
 
 def probabilities(cfg: ScheduleConfig, score_N: np.ndarray, epoch: int) -> np.ndarray:
     """Sampling probabilities [N] of 0-based `epoch` (sum to 1)."""
-    w = weights(cfg, score_N, epoch)
-    return w / w.sum()
+    w_N = weights(cfg, score_N, epoch)
+    return w_N / w_N.sum()
 
 
 def weight_matrix(cfg: ScheduleConfig, score_N: np.ndarray) -> np.ndarray:

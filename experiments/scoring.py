@@ -76,9 +76,7 @@ def compute(
             splits["train"],
             splits["val"],
             reference,
-            depth=cfg.lissa.depth,
-            repeats=cfg.lissa.repeats,
-            batch_size=cfg.lissa.batch_size,
+            options=cfg.lissa,
             chunk_size=cfg.chunk,
         )
     else:

@@ -8,6 +8,10 @@
 `score_dataset` computes every requested score (tracin, metadata, metadata_mean, loss, hybrid,
 random, lissa, self_influence) and writes `<out>/<name>.npz` with the metadata (preset, data,
 checkpoints, mode, seconds) atomically; `valuation.scores.load_scores` reads it back.
+
+LiSSA settings travel as one `lissa.LissaOptions`: `compute_scores(lissa=options)`, or
+`auto_lissa_scores(..., options=budget)`, which takes depth, repeats and mini-batch size from any
+`lissa.LissaBudget` and picks damping and scale from the top Hessian eigenvalue.
 """
 
 from __future__ import annotations
@@ -86,13 +90,148 @@ def load_checkpoints(
     return out, info
 
 
-@dataclasses.dataclass(frozen=True)
-class LissaOptions:
-    damping: float = 0.01
-    scale: float = 100.0
-    depth: int = 200
-    repeats: int = 3
-    batch_size: int | None = 32
+# An alias kept for callers of the old name: the one LiSSA options class lives in `lissa`.
+LissaOptions = lissa.LissaOptions
+
+
+@dataclasses.dataclass
+class _Scoring:
+    """One `compute_scores` call: its options (documented there), the inputs every score shares
+    (checkpoints load on first use) and the scores computed so far, each once and timed."""
+
+    preset: Preset
+    train: ScenarioSet
+    val: ScenarioSet
+    reference: str | os.PathLike
+    store: CheckpointStore
+    mode: str
+    checkpoints: str
+    weighting: str
+    sign: float
+    scoring_dropout: bool
+    metadata_composite: str
+    chunk_size: int
+    seed: int
+    lissa: LissaOptions
+    named: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    used: list[dict] = dataclasses.field(default_factory=list)  # checkpoints actually loaded
+    lissa_info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Derived in __post_init__:
+    loss: LossFn = dataclasses.field(init=False)
+    train_ex: dict[str, np.ndarray] = dataclasses.field(init=False)
+    val_ex: dict[str, np.ndarray] = dataclasses.field(init=False)
+    key: jax.Array = dataclasses.field(init=False)
+    final_epoch: int = dataclasses.field(init=False)
+    common: dict[str, Any] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.preset.model
+        self.loss = loss_fn(cfg)
+        self.train_ex, self.val_ex = examples(self.train, cfg), examples(self.val, cfg)
+        self.key = jax.random.key(self.seed)
+        self.final_epoch = self.store.latest()
+        # Stream 1 of the seed: dropout while scoring; stream 2: LiSSA's mini-batches.
+        dropout_key = jax.random.fold_in(self.key, 1) if self.scoring_dropout else None
+        self.common = {"chunk_size": self.chunk_size, "dropout_key": dropout_key}
+
+    @functools.cached_property
+    def ckpts(self) -> list[tuple[Params, float]]:
+        out, info = load_checkpoints(self.reference, self.checkpoints, weighting=self.weighting)
+        self.used.extend(info)
+        return out
+
+    @functools.cached_property
+    def final(self) -> Params:
+        return self.store.params(self.final_epoch)
+
+    def get(self, name: str) -> np.ndarray:
+        """Score `name` [N] float64, computed on first request (`hybrid` reuses `tracin`)."""
+        if name not in self.named:
+            t0 = time.perf_counter()
+            self.named[name] = np.asarray(self.build(name), np.float64)
+            self.seconds[name] = time.perf_counter() - t0
+        return self.named[name]
+
+    def build(self, name: str) -> np.ndarray:
+        """Computes score `name` (no caching: use `get`)."""
+        if name == "tracin":
+            return tracin.tracin_scores(
+                self.loss,
+                self.ckpts,
+                self.train_ex,
+                self.val_ex,
+                mode=self.mode,
+                sign=self.sign,
+                **self.common,
+            )
+        if name == "self_influence":
+            sq_mode = "vmap" if self.mode == "jvp" else self.mode  # <g_i, g_i> needs every g_i
+            return tracin.tracin_scores(
+                self.loss,
+                self.ckpts,
+                self.train_ex,
+                None,
+                mode=sq_mode,
+                self_influence=True,
+                **self.common,
+            )
+        builders = {
+            "metadata": lambda: metadata.metadata_scores(self.train, self.metadata_composite),
+            "metadata_mean": lambda: metadata.metadata_scores(self.train, "mean"),
+            "hybrid": lambda: scores.hybrid(self.get("tracin"), self.get("metadata")),
+            "loss": lambda: scores.loss_scores(self.loss, self.final, self.train_ex, **self.common),
+            "random": lambda: scores.random_scores(len(self.train), self.seed),
+            "lissa": self.lissa_scores,
+        }
+        return builders[name]()
+
+    def lissa_scores(self) -> np.ndarray:
+        """LiSSA influence at the final checkpoint; records its options and repeat agreement."""
+        result = influence.lissa_influence(
+            self.loss,
+            self.final,
+            self.train_ex,
+            self.val_ex,
+            options=self.lissa,
+            key=jax.random.fold_in(self.key, 2),
+            sign=self.sign,
+            chunk_size=self.chunk_size,
+        )
+        self.lissa_info.update(
+            dataclasses.asdict(self.lissa), repeat_spearman=result.repeat_spearman
+        )
+        return result.scores
+
+    def description(self) -> dict[str, Any]:
+        """The JSON-ready record of what was computed, from what, how, and how long it took."""
+        return {
+            "preset": self.preset.name,
+            "config": to_dict(self.preset),
+            "data": {
+                "train": self.train.source,
+                "n_train": len(self.train),
+                "val": self.val.source,
+                "n_val": len(self.val),
+            },
+            "reference": str(self.store.root),
+            "checkpoints": {
+                "which": self.checkpoints,
+                "weighting": self.weighting,
+                "used": self.used,
+                "final_epoch": self.final_epoch,
+            },
+            "mode": self.mode,
+            "sign": self.sign,
+            "scoring_dropout": self.scoring_dropout,
+            "metadata_composite": self.metadata_composite,
+            "chunk_size": self.chunk_size,
+            "seed": self.seed,
+            "lissa": {**self.lissa_info, "epoch": self.final_epoch} if self.lissa_info else None,
+            "seconds": self.seconds,
+            "backend": jax.default_backend(),
+            "devices": jax.device_count(),
+        }
 
 
 def compute_scores(
@@ -116,109 +255,31 @@ def compute_scores(
 
     `hybrid` needs `tracin` and `metadata` (computed if not requested, but not returned); `loss`
     and `lissa` use the final epoch's checkpoint; `tracin` and `self_influence` the checkpoints
-    chosen by `checkpoints` and `weighting` (see `load_checkpoints`).
+    chosen by `checkpoints` and `weighting` (see `load_checkpoints`). `lissa` sets the LiSSA
+    inverse-HVP (default: `LissaOptions()`).
     """
     unknown = sorted(set(which) - set(SCORES))
     if unknown:
         raise ValueError(f"unknown score(s) {unknown}; choose from {SCORES}")
-    cfg = preset.model
-    loss = loss_fn(cfg)
-    train_ex, val_ex = examples(train, cfg), examples(val, cfg)
-    key = jax.random.key(seed)
-    common = {
-        "chunk_size": chunk_size,
-        "dropout_key": jax.random.fold_in(key, 1) if scoring_dropout else None,
-    }
-    store = checkpoint_store(reference)
-    final_epoch = store.latest()
-    used: list[dict] = []
-    lissa_opts = lissa or LissaOptions()
-    lissa_info: dict[str, Any] = {}
-
-    @functools.cache
-    def ckpts() -> list[tuple[Params, float]]:
-        out, info = load_checkpoints(reference, checkpoints, weighting=weighting)
-        used.extend(info)
-        return out
-
-    @functools.cache
-    def final() -> Params:
-        return store.params(final_epoch)
-
-    def run_lissa() -> np.ndarray:
-        o = lissa_opts
-        r = influence.lissa_influence(
-            loss,
-            final(),
-            train_ex,
-            val_ex,
-            damping=o.damping,
-            scale=o.scale,
-            depth=o.depth,
-            repeats=o.repeats,
-            batch_size=o.batch_size,
-            key=jax.random.fold_in(key, 2),
-            sign=sign,
-            chunk_size=chunk_size,
-        )
-        lissa_info.update(dataclasses.asdict(o), repeat_spearman=r.repeat_spearman)
-        return r.scores
-
-    sq_mode = "vmap" if mode == "jvp" else mode  # <g_i, g_i> needs every g_i
-    builders = {
-        "tracin": lambda: tracin.tracin_scores(
-            loss, ckpts(), train_ex, val_ex, mode=mode, sign=sign, **common
-        ),
-        "self_influence": lambda: tracin.tracin_scores(
-            loss, ckpts(), train_ex, None, mode=sq_mode, self_influence=True, **common
-        ),
-        "metadata": lambda: metadata.metadata_scores(train, metadata_composite),
-        "metadata_mean": lambda: metadata.metadata_scores(train, "mean"),
-        "hybrid": lambda: scores.hybrid(get("tracin"), get("metadata")),
-        "loss": lambda: scores.loss_scores(loss, final(), train_ex, **common),
-        "random": lambda: scores.random_scores(len(train), seed),
-        "lissa": run_lissa,
-    }
-    named: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-
-    def get(name: str) -> np.ndarray:
-        if name not in named:
-            t0 = time.perf_counter()
-            named[name] = np.asarray(builders[name](), np.float64)
-            seconds[name] = time.perf_counter() - t0
-        return named[name]
-
+    run = _Scoring(
+        preset,
+        train,
+        val,
+        reference,
+        checkpoint_store(reference),
+        mode=mode,
+        checkpoints=checkpoints,
+        weighting=weighting,
+        sign=sign,
+        scoring_dropout=scoring_dropout,
+        metadata_composite=metadata_composite,
+        chunk_size=chunk_size,
+        seed=seed,
+        lissa=lissa if lissa is not None else LissaOptions(),
+    )
     for name in which:
-        get(name)
-    description = {
-        "preset": preset.name,
-        "config": to_dict(preset),
-        "data": {
-            "train": train.source,
-            "n_train": len(train),
-            "val": val.source,
-            "n_val": len(val),
-        },
-        "reference": str(store.root),
-        "checkpoints": {
-            "which": checkpoints,
-            "weighting": weighting,
-            "used": used,
-            "final_epoch": final_epoch,
-        },
-        "mode": mode,
-        "sign": sign,
-        "scoring_dropout": scoring_dropout,
-        "metadata_composite": metadata_composite,
-        "chunk_size": chunk_size,
-        "seed": seed,
-        "lissa": {**lissa_info, "epoch": final_epoch} if lissa_info else None,
-        "seconds": seconds,
-        "backend": jax.default_backend(),
-        "devices": jax.device_count(),
-    }
-    return {k: named[k] for k in which}, description
+        run.get(name)
+    return {name: run.named[name] for name in which}, run.description()
 
 
 def auto_lissa_options(
@@ -237,12 +298,11 @@ def auto_lissa_options(
     recursion's spectrum stays inside (-1, 1). Returns (options, lambda_max estimate)."""
     store = checkpoint_store(reference)
     params = store.params(store.latest())
-    batch = {k: v[:batch_size] for k, v in examples(train, preset.model).items()}
+    batch = {key: x[:batch_size] for key, x in examples(train, preset.model).items()}
     lam = abs(hvp.top_eigenvalue(loss_fn(preset.model), params, batch, iters=15))
     damping = 0.01 * lam if damping is None else damping
     scale = 1.5 * (lam + damping) if scale is None else scale
-    opts = LissaOptions(damping, scale, depth, repeats, batch_size)
-    return opts, lam
+    return LissaOptions(damping, scale, depth, repeats, batch_size), lam
 
 
 def auto_lissa_scores(
@@ -251,13 +311,21 @@ def auto_lissa_scores(
     val: ScenarioSet,
     reference: str | os.PathLike,
     *,
+    options: lissa.LissaBudget,
     attempts: int = 4,
     chunk_size: int = DEFAULT_CHUNK,
-    **options: Any,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """`compute_scores(which=("lissa",))` with `auto_lissa_options`; on divergence, retries with
-    10x the damping (and the matching scale) up to `attempts` times, then re-raises."""
-    opts, lam = auto_lissa_options(preset, train, reference, **options)
+    """`compute_scores(which=("lissa",))` with `auto_lissa_options` for the depth, repeats and
+    mini-batch size of `options` (any `lissa.LissaBudget`); on divergence, retries with 10x the
+    damping (and the matching scale) up to `attempts` times, then re-raises."""
+    opts, lam = auto_lissa_options(
+        preset,
+        train,
+        reference,
+        depth=options.depth,
+        repeats=options.repeats,
+        batch_size=options.batch_size,
+    )
     for attempt in range(attempts):
         try:
             named, desc = compute_scores(

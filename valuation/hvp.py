@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from valuation import grads
-from valuation.grads import Data, LossFn, Params
+from valuation.kernels import LossFn, compiler_options_key, jit
+from valuation.trees import Data, Params
 
 
 def mean_loss(loss_fn: LossFn, params: Params, batch: Data) -> jax.Array:
@@ -36,12 +36,13 @@ def hvp_fn(loss_fn: LossFn) -> Any:
 
 
 def _hvp_jit(loss_fn: LossFn) -> Any:
-    return _hvp_cached(loss_fn, grads.compiler_options_key())
+    return _hvp_cached(loss_fn, compiler_options_key())
 
 
 @functools.lru_cache(maxsize=32)
 def _hvp_cached(loss_fn: LossFn, _options: tuple) -> Any:
-    return grads.jit(hvp_fn(loss_fn))
+    # `_options` only keys the cache: `jit` reads the current options itself.
+    return jit(hvp_fn(loss_fn))
 
 
 def hvp(loss_fn: LossFn, params: Params, batch: Data, v: Params) -> Params:
@@ -50,20 +51,20 @@ def hvp(loss_fn: LossFn, params: Params, batch: Data, v: Params) -> Params:
 
 
 def hessian(loss_fn: LossFn, params: Params, batch: Data) -> np.ndarray:
-    """The dense Hessian [P, P] of the mean loss over the flattened parameters (small models)."""
-    flat, unravel = ravel_pytree(params)
-    h = jax.jit(jax.hessian(lambda x: mean_loss(loss_fn, unravel(x), batch)))(flat)
-    return np.asarray(h, np.float64)
+    """The dense Hessian [F, F] of the mean loss over the F flattened parameters (small models)."""
+    flat_F, unravel = ravel_pytree(params)
+    h_FxF = jax.jit(jax.hessian(lambda x: mean_loss(loss_fn, unravel(x), batch)))(flat_F)
+    return np.asarray(h_FxF, np.float64)
 
 
 def exact_inverse_hvp(
     loss_fn: LossFn, params: Params, batch: Data, v: Params, *, damping: float
 ) -> Params:
     """(H + damping I)^-1 v by a dense float64 solve (small models only)."""
-    h = hessian(loss_fn, params, batch)
-    flat_v, unravel = ravel_pytree(v)
-    x = np.linalg.solve(h + damping * np.eye(len(h)), np.asarray(flat_v, np.float64))
-    return unravel(jnp.asarray(x, flat_v.dtype))
+    h_FxF = hessian(loss_fn, params, batch)
+    v_F, unravel = ravel_pytree(v)
+    x_F = np.linalg.solve(h_FxF + damping * np.eye(len(h_FxF)), np.asarray(v_F, np.float64))
+    return unravel(jnp.asarray(x_F, v_F.dtype))
 
 
 def cg_inverse_hvp(
@@ -98,12 +99,14 @@ def top_eigenvalue(
     """The largest-magnitude Hessian eigenvalue by power iteration with HVPs (for LiSSA's scale:
     it must exceed (lambda_max + damping) / 2)."""
     hv = _hvp_jit(loss_fn)
-    flat, unravel = ravel_pytree(params)
-    x = jax.random.normal(key if key is not None else jax.random.key(0), flat.shape, flat.dtype)
-    x = x / jnp.linalg.norm(x)
+    flat_F, unravel = ravel_pytree(params)
+    x_F = jax.random.normal(
+        key if key is not None else jax.random.key(0), flat_F.shape, flat_F.dtype
+    )
+    x_F = x_F / jnp.linalg.norm(x_F)
     eig = 0.0
     for _ in range(iters):
-        y = ravel_pytree(hv(params, batch, unravel(x)))[0]
-        eig = float(x @ y)
-        x = y / jnp.maximum(jnp.linalg.norm(y), 1e-30)
+        y_F = ravel_pytree(hv(params, batch, unravel(x_F)))[0]
+        eig = float(x_F @ y_F)
+        x_F = y_F / jnp.maximum(jnp.linalg.norm(y_F), 1e-30)
     return eig

@@ -21,13 +21,22 @@ from jax.sharding import Mesh
 
 from valuation import grads, lissa, scores
 from valuation.grads import DEFAULT_CHUNK, Data, LossFn, Params
+from valuation.lissa import LissaOptions
 
 
 @dataclasses.dataclass(frozen=True)
 class InfluenceResult:
-    scores: np.ndarray  # [N] float64, mean over repeats
-    per_repeat: np.ndarray  # [R, N] float64
-    repeat_spearman: float  # mean pairwise Spearman rho between repeats (nan for one repeat)
+    """LiSSA influence scores of a training set, per repeat and averaged.
+
+    Attributes:
+      scores: [N] float64, the mean over repeats.
+      per_repeat: [R, N] float64, one row per LiSSA repeat.
+      repeat_spearman: mean pairwise Spearman rho between repeats (nan for one repeat).
+    """
+
+    scores: np.ndarray
+    per_repeat: np.ndarray
+    repeat_spearman: float
 
 
 def lissa_influence(
@@ -36,32 +45,28 @@ def lissa_influence(
     train: Data,
     val: Data,
     *,
-    damping: float,
-    scale: float,
-    depth: int,
-    repeats: int = 1,
-    batch_size: int | None = None,
+    options: LissaOptions,
     key: jax.Array | None = None,
     hvp_data: Data | None = None,
     sign: float = 1.0,
     chunk_size: int = DEFAULT_CHUNK,
     mesh: Mesh | None = None,
 ) -> InfluenceResult:
-    """LiSSA influence scores of `train` against the mean validation gradient (eval mode)."""
+    """LiSSA influence scores of `train` against the mean validation gradient (eval mode).
+
+    `options` sets the inverse-HVP (one estimate per repeat); H is taken over `hvp_data`, or
+    `train` when it is None.
+    """
     g_val = grads.mean_grad(loss_fn, params, val, chunk_size=chunk_size, mesh=mesh)
     runs = lissa.lissa_runs(
         loss_fn,
         params,
         train if hvp_data is None else hvp_data,
         g_val,
-        damping=damping,
-        scale=scale,
-        depth=depth,
-        repeats=repeats,
-        batch_size=batch_size,
+        options,
         key=key if key is not None else jax.random.key(0),
     )
-    per_repeat = np.stack(
+    scores_RxN = np.stack(
         [
             float(sign)
             * grads.grad_dots(
@@ -71,9 +76,9 @@ def lissa_influence(
         ]
     )
     rhos = [
-        scores.spearman(per_repeat[a], per_repeat[b])
+        scores.spearman(scores_RxN[a], scores_RxN[b])
         for a, b in itertools.combinations(range(len(runs)), 2)
     ]
     return InfluenceResult(
-        per_repeat.mean(0), per_repeat, float(np.mean(rhos)) if rhos else float("nan")
+        scores_RxN.mean(0), scores_RxN, float(np.mean(rhos)) if rhos else float("nan")
     )

@@ -54,37 +54,44 @@ def features(data: ScenarioSet | dict[str, Any], *, ignore_unobserved: bool = Fa
 
 
 def _features(a: dict[str, np.ndarray], ignore_unobserved: bool) -> dict[str, np.ndarray]:
+    # A in these names counts neighbour slots only (the ego is the separate `ego_*` array).
     ego_NxTx3 = a["ego_agent_future"]
-    nb_NxAxTx3 = a["neighbor_agents_future"]
-    past_NxAxPx11 = a["neighbor_agents_past"]
-    valid_NxA = np.any(past_NxAxPx11[..., :2] != 0, axis=(2, 3))
+    neighbor_NxAxTx3 = a["neighbor_agents_future"]
+    neighbor_past_NxAxTx11 = a["neighbor_agents_past"]
+    neighbor_valid_NxA = np.any(neighbor_past_NxAxTx11[..., :2] != 0, axis=(2, 3))
 
-    dist_NxAxT = np.linalg.norm(ego_NxTx3[:, None, :, :2] - nb_NxAxTx3[..., :2], axis=-1)
-    use_NxAxT = np.broadcast_to(valid_NxA[..., None], dist_NxAxT.shape)
+    dist_NxAxT = np.linalg.norm(ego_NxTx3[:, None, :, :2] - neighbor_NxAxTx3[..., :2], axis=-1)
+    use_NxAxT = np.broadcast_to(neighbor_valid_NxA[..., None], dist_NxAxT.shape)
     if ignore_unobserved:
-        use_NxAxT = use_NxAxT & np.any(nb_NxAxTx3 != 0, axis=-1)
+        use_NxAxT = use_NxAxT & np.any(neighbor_NxAxTx3 != 0, axis=-1)
     d_NxAxT = np.where(use_NxAxT, dist_NxAxT, np.inf)
 
     d_min = d_NxAxT.min(axis=(1, 2))
 
-    closing = -np.diff(d_NxAxT, axis=2) / DT  # inf - inf = nan where unused
-    approaching = use_NxAxT[..., 1:] & use_NxAxT[..., :-1] & (closing > MIN_CLOSING_MPS)
-    ttc = np.where(approaching, d_NxAxT[..., :-1] / np.where(approaching, closing, 1.0), np.inf)
-    ttc_min = ttc.min(axis=(1, 2))
+    closing_NxAxT = -np.diff(d_NxAxT, axis=2) / DT  # T - 1 steps; inf - inf = nan where unused
+    approaching_NxAxT = use_NxAxT[..., 1:] & use_NxAxT[..., :-1] & (closing_NxAxT > MIN_CLOSING_MPS)
+    ttc_NxAxT = np.where(
+        approaching_NxAxT,
+        d_NxAxT[..., :-1] / np.where(approaching_NxAxT, closing_NxAxT, 1.0),
+        np.inf,
+    )
+    ttc_min = ttc_NxAxT.min(axis=(1, 2))
 
     n_conflict = np.any(d_NxAxT < CONFLICT_M, axis=1).sum(axis=1).astype(np.float64)
     t_prox = np.any(d_NxAxT < PROXIMITY_M, axis=1).sum(axis=1) * DT
 
     nearest_NxT = np.argmin(d_NxAxT, axis=1)  # all-inf columns -> 0, masked below
-    nb_heading_NxT = np.take_along_axis(nb_NxAxTx3[..., 2], nearest_NxT[:, None], 1)[:, 0]
-    dtheta = np.abs(ego_NxTx3[..., 2] - nb_heading_NxT)
-    dtheta = np.minimum(dtheta, 2 * np.pi - dtheta)
+    heading_NxAxT = neighbor_NxAxTx3[..., 2]
+    nearest_heading_NxT = np.take_along_axis(heading_NxAxT, nearest_NxT[:, None], 1)[:, 0]
+    dtheta_NxT = np.abs(ego_NxTx3[..., 2] - nearest_heading_NxT)
+    dtheta_NxT = np.minimum(dtheta_NxT, 2 * np.pi - dtheta_NxT)
     any_use_NxT = np.isfinite(d_NxAxT).any(axis=1)
-    delta_theta_max = np.where(any_use_NxT, dtheta, -np.inf).max(axis=1)
+    delta_theta_max = np.where(any_use_NxT, dtheta_NxT, -np.inf).max(axis=1)
     delta_theta_max = np.where(np.isfinite(delta_theta_max), delta_theta_max, 0.0)
 
-    speed_NxAxP = np.hypot(past_NxAxPx11[..., 3], past_NxAxPx11[..., 4])
-    n_active = (valid_NxA & np.any(speed_NxAxP > ACTIVE_MPS, axis=2)).sum(axis=1).astype(float)
+    speed_NxAxT = np.hypot(neighbor_past_NxAxTx11[..., 3], neighbor_past_NxAxTx11[..., 4])
+    moving_NxA = np.any(speed_NxAxT > ACTIVE_MPS, axis=2)
+    n_active = (neighbor_valid_NxA & moving_NxA).sum(axis=1).astype(float)
 
     return {
         "d_min": d_min,

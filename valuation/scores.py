@@ -82,13 +82,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def spearman_matrix(named: Mapping[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
-    """(names, [S, S] Spearman rho between every pair of scores)."""
+    """(names, the symmetric matrix of Spearman rho between every pair of scores, one row and
+    column per name)."""
     names = list(named)
-    m = np.eye(len(names))
+    rho = np.eye(len(names))
     for i, a in enumerate(names):
         for j in range(i + 1, len(names)):
-            m[i, j] = m[j, i] = spearman(named[a], named[names[j]])
-    return names, m
+            rho[i, j] = rho[j, i] = spearman(named[a], named[names[j]])
+    return names, rho
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray, *, low_is_positive: bool = True) -> float:

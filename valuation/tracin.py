@@ -125,9 +125,9 @@ def tracin_scores(
       self_influence: score `<g_i, g_i>` instead (uses `vmap` when mode is `jvp`).
       mesh: devices to split chunks over (default: every device).
     """
-    lrs = np.asarray([float(lr) for _, lr in checkpoints], np.float64)
-    if not np.isfinite(lrs).all():
-        raise ValueError(f"checkpoint learning rates must be finite, got {lrs.tolist()}")
+    lr_K = np.asarray([float(lr) for _, lr in checkpoints], np.float64)
+    if not np.isfinite(lr_K).all():
+        raise ValueError(f"checkpoint learning rates must be finite, got {lr_K.tolist()}")
     dots_KxN = checkpoint_dots(
         loss_fn,
         checkpoints,
@@ -139,4 +139,4 @@ def tracin_scores(
         self_influence=self_influence,
         mesh=mesh,
     )
-    return float(sign) * (lrs @ dots_KxN)
+    return float(sign) * (lr_K @ dots_KxN)

@@ -7,7 +7,7 @@ import pytest
 import valuation_helpers as h
 
 from gf_jax import mesh as mesh_lib
-from valuation import grads
+from valuation import grads, passes
 
 
 def _rel(a, b):
@@ -38,8 +38,8 @@ def test_jvp_matches_central_finite_difference(setup):
 def test_modes_give_the_same_directional_derivatives(setup):
     params, data, v = setup
     out = {
-        m: grads.grad_dots(h.mlp_loss_nodrop, params, data, v, mode=m, chunk_size=4)
-        for m in grads.MODES
+        mode: grads.grad_dots(h.mlp_loss_nodrop, params, data, v, mode=mode, chunk_size=4)
+        for mode in grads.MODES
     }
     assert out["jvp"].dtype == np.float64 and out["jvp"].shape == (11,)
     assert _rel(out["vmap"], out["loop"]) < 1e-5 and _rel(out["jvp"], out["loop"]) < 1e-5
@@ -131,3 +131,37 @@ def test_bad_arguments_raise(setup):
         grads.num_examples({"a": np.zeros(3), "b": np.zeros(4)})
     with pytest.raises(ValueError, match="vmap' or 'loop"):
         grads.grad_sq_norms(h.mlp_loss_nodrop, params, data, mode="jvp")
+
+
+def test_names_other_code_uses_stay_on_grads(setup):
+    # experiments/, notebooks/ and tests reach the machinery through `valuation.grads`.
+    for name in (
+        "DEFAULT_CHUNK", "MODES", "Params", "Data", "LossFn", "chunk_size_for", "dots_with",
+        "example_at", "grad_dots", "grad_sq_norms", "iter_chunks", "kernels", "mean_grad",
+        "num_examples", "per_example_grads", "per_example_losses", "project", "resolve_mesh",
+        "set_compiler_options", "compiler_options_key", "jit", "tree_dot", "tree_add",
+        "tree_scale",
+    ):  # fmt: skip
+        assert hasattr(grads, name), name
+    _, data, _ = setup
+    mesh = grads.resolve_mesh(None)
+    chunk = next(grads.iter_chunks(data, grads.chunk_size_for(11, 8, mesh), mesh))
+    assert chunk.index_C is chunk.index_B and chunk.weight_C is chunk.weight_B
+
+
+def test_a_pass_is_prepared_once_for_every_map(setup):
+    params, data, v = setup
+    p = passes.prepare(
+        h.mlp_loss_nodrop, params, data, chunk_size=8, dropout_key=None, mesh=None, tangent=v
+    )
+    assert p.n == 11 and p.chunk_size == 8 and len(list(p.chunks())) == 2
+    np.testing.assert_allclose(
+        p.map_chunks(p.jvp), grads.grad_dots(h.mlp_loss_nodrop, params, data, v, chunk_size=8)
+    )
+    loop = passes.prepare(
+        h.mlp_loss_nodrop, params, data, chunk_size=8, dropout_key=None, mesh=None, per_example=True
+    )
+    assert loop.params["w1"].sharding.device_set == {jax.devices()[0]}
+    norms = loop.map_example_grads(lambda g: grads.tree_dot(g, g))
+    want = grads.grad_sq_norms(h.mlp_loss_nodrop, params, data, mode="loop")
+    np.testing.assert_array_equal(norms, want)

@@ -1,6 +1,8 @@
 """LiSSA converges to (H + damping I)^-1 v on a convex problem, detects divergence, and its
 influence scores equal the exact formula."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +70,23 @@ def test_bad_hyperparameters_raise(problem):
     loss, _, params, data, v = problem
     with pytest.raises(ValueError, match="scale > 0"):
         lissa.inverse_hvp(loss, params, data, v, damping=0.1, scale=0.0, depth=10)
+    for bad in ({"damping": -1.0}, {"depth": 0}, {"repeats": 0}):
+        with pytest.raises(ValueError, match="depth >= 1"):
+            lissa.LissaOptions(**bad)
+    with pytest.raises(ValueError, match="batch_size"):
+        lissa.LissaOptions(batch_size=0)
+
+
+def test_options_object_equals_the_keywords(problem):
+    # inverse_hvp's keywords are a LissaOptions unpacked: the runs it averages are the same.
+    loss, _, params, data, v = problem
+    options = lissa.LissaOptions(damping=0.1, scale=12.0, depth=50, repeats=2, batch_size=4)
+    runs = lissa.lissa_runs(loss, params, data, v, options, key=jax.random.key(2))
+    mean = (runs[0].estimate["x"] + runs[1].estimate["x"]) / 2
+    got = lissa.inverse_hvp(
+        loss, params, data, v, **dataclasses.asdict(options), key=jax.random.key(2)
+    )
+    np.testing.assert_allclose(got["x"], mean, rtol=1e-6)
 
 
 def test_influence_scores_equal_the_exact_formula():
@@ -81,16 +100,9 @@ def test_influence_scores_equal_the_exact_formula():
     s_val = hvp.exact_inverse_hvp(h.mlp_loss_nodrop, params, train, g_val, damping=damping)
     want = grads.grad_dots(h.mlp_loss_nodrop, params, train, s_val, mode="loop")
     depth = int(40 * scale / (lam.min() + damping))
+    options = lissa.LissaOptions(damping, scale, depth, repeats=2, batch_size=None)
     got = influence.lissa_influence(
-        h.mlp_loss_nodrop,
-        params,
-        train,
-        val,
-        damping=damping,
-        scale=scale,
-        depth=depth,
-        repeats=2,
-        key=jax.random.key(0),
+        h.mlp_loss_nodrop, params, train, val, options=options, key=jax.random.key(0)
     )
     np.testing.assert_allclose(got.scores, want, rtol=1e-3, atol=1e-4 * np.max(np.abs(want)))
     assert got.per_repeat.shape == (2, 10) and got.repeat_spearman == pytest.approx(1.0)
@@ -99,9 +111,7 @@ def test_influence_scores_equal_the_exact_formula():
         params,
         train,
         val,
-        damping=damping,
-        scale=scale,
-        depth=depth,
+        options=dataclasses.replace(options, repeats=1),
         sign=-1.0,
     )
     np.testing.assert_allclose(flipped.scores, -got.scores, rtol=1e-5)

@@ -29,12 +29,12 @@ def test_spearman_matrix_and_random_control():
     rng = np.random.default_rng(0)
     x = rng.normal(size=50)
     named = {"a": x, "b": x**3, "c": -x, "r": scores.random_scores(50, seed=1)}
-    names, m = scores.spearman_matrix(named)
+    names, rho = scores.spearman_matrix(named)
     assert names == ["a", "b", "c", "r"]
-    np.testing.assert_allclose(np.diag(m), 1.0)
-    np.testing.assert_allclose(m, m.T)
-    assert m[0, 1] == pytest.approx(1.0) and m[0, 2] == pytest.approx(-1.0)
-    assert m[0, 3] == pytest.approx(scipy.stats.spearmanr(x, named["r"]).statistic)
+    np.testing.assert_allclose(np.diag(rho), 1.0)
+    np.testing.assert_allclose(rho, rho.T)
+    assert rho[0, 1] == pytest.approx(1.0) and rho[0, 2] == pytest.approx(-1.0)
+    assert rho[0, 3] == pytest.approx(scipy.stats.spearmanr(x, named["r"]).statistic)
     np.testing.assert_array_equal(scores.random_scores(50, seed=1), named["r"])
 
 

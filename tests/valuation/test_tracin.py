@@ -53,8 +53,10 @@ def test_modes_agree_with_dropout_on(mlp):
     ckpts, train, val = mlp
     key = jax.random.key(5)
     out = [
-        tracin.tracin_scores(h.mlp_loss, ckpts, train, val, mode=m, chunk_size=4, dropout_key=key)
-        for m in ("jvp", "vmap", "loop")
+        tracin.tracin_scores(
+            h.mlp_loss, ckpts, train, val, mode=mode, chunk_size=4, dropout_key=key
+        )
+        for mode in ("jvp", "vmap", "loop")
     ]
     _close(out[1], out[0])
     _close(out[2], out[0])

@@ -52,18 +52,19 @@ def mlp_checkpoints(k: int = 3) -> list:
 
 def brute_force_tracin(loss_fn, checkpoints, train, val, compiler_options=None) -> np.ndarray:
     """sum_k lr_k <grad l(z_i), mean_j grad l(v_j)> with a plain Python loop over jax.grad."""
-    n, m = len(jax.tree.leaves(train)[0]), len(jax.tree.leaves(val)[0])
+    n_train, n_val = len(jax.tree.leaves(train)[0]), len(jax.tree.leaves(val)[0])
     grad = jax.jit(jax.grad(loss_fn), compiler_options=compiler_options)
-    out = np.zeros(n)
+    out = np.zeros(n_train)
     for params, lr in checkpoints:
 
         def flat(g):
             return np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]).astype(np.float64)
 
         g_val = (
-            sum(flat(grad(params, jax.tree.map(lambda a, j=j: a[j], val))) for j in range(m)) / m
+            sum(flat(grad(params, jax.tree.map(lambda a, j=j: a[j], val))) for j in range(n_val))
+            / n_val
         )
-        for i in range(n):
+        for i in range(n_train):
             out[i] += lr * flat(grad(params, jax.tree.map(lambda a, i=i: a[i], train))) @ g_val
     return out
 
