@@ -10,9 +10,10 @@ from gf_jax.config import DataConfig, ModelConfig, TrainConfig
 
 
 def test_resolve_preset_scales_the_presets_own_milestones():
-    cpu = config.resolve_preset("cpu", epochs=10, seed=3, data="npz:/x", noise=0.2)
-    assert cpu.train.epochs == 10 and cpu.train.seed == 3
-    assert cpu.train.lr_milestones == (5, 6, 7, 8, 9) == config.scaled_milestones(10)
+    cpu = config.resolve_preset("cpu", epochs=20, seed=3, data="npz:/x", noise=0.2)
+    assert cpu.train.epochs == 20 and cpu.train.seed == 3
+    assert config.PRESETS["cpu"].train.lr_milestones == (5, 6, 7, 8, 9)  # of 10 epochs
+    assert cpu.train.lr_milestones == (10, 12, 14, 16, 18) == config.scaled_milestones(20)
     assert cpu.data.source == "npz:/x" and cpu.data.noise_fraction == 0.2
     # tiny's own milestones (2, 3, 4 of 4) are scaled, not the paper's 10..18 of 20.
     assert config.resolve_preset("tiny", epochs=8).train.lr_milestones == (4, 6, 8)
