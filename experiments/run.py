@@ -83,8 +83,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--tracin-checkpoints",
         default="all",
-        choices=("all", "best"),
-        help="all epochs weighted by lr, or the best checkpoint only (released code)",
+        help="all | best (released code) | everyJ | lastN: the reference checkpoints TracIn "
+        "sums over, weighted by their learning rates",
     )
     s.add_argument(
         "--scoring-dropout", action="store_true", help="dropout on while scoring (released code)"

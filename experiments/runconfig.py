@@ -15,6 +15,7 @@ from typing import Any
 
 from curriculum import sampler, schedule
 from gf_jax.config import PRESETS
+from valuation import checkpoints
 
 METHODS = ("uniform", "metadata", "tracin", "hybrid", "loss", "lissa", "random")
 DEFAULT_QUARTILE_WEIGHTS = (2.0, 1.0, 0.5, 0.25)
@@ -66,7 +67,8 @@ class RunConfig:
       select_from: which end of the score `select` keeps: `top`, `bottom` or `random`.
       metadata: metadata composite, `weighted` (released) or `mean`.
       tracin_sign: +1 (positive = helpful, Pruthi) or -1 (the released code's sign).
-      tracin_checkpoints: `all` epochs weighted by learning rate, or the `best` one.
+      tracin_checkpoints: the reference checkpoints TracIn sums over (weighted by learning rate):
+        `all`, `best` (released code), `everyJ` or `lastN` (`valuation.checkpoints`).
       scoring_dropout: dropout on while scoring (released code).
       tracin_mode: TracIn kernel, `jvp`, `vmap` or `loop` (same numbers, different speed).
       chunk: examples per jitted scoring call.
@@ -99,7 +101,10 @@ class RunConfig:
         _check_choice("--select-from", self.select_from, sampler.SELECTIONS)
         _check_choice("--metadata", self.metadata, ("weighted", "mean"))
         _check_choice("--tracin-sign", self.tracin_sign, (1, -1))
-        _check_choice("--tracin-checkpoints", self.tracin_checkpoints, ("all", "best"))
+        try:
+            checkpoints.check(self.tracin_checkpoints)
+        except ValueError as e:
+            raise ConfigError(f"--tracin-checkpoints: {e}") from None
         _check_choice("--tracin-mode", self.tracin_mode, ("jvp", "vmap", "loop"))
         if self.seed < 0:
             raise ConfigError(f"--seed: must be >= 0, got {self.seed}")

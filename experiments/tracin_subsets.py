@@ -26,18 +26,15 @@ from experiments.layout import Layout
 from experiments.reporting import loading
 from gf_jax import atomic, runtime
 from gf_jax.data import store
+from valuation import checkpoints
 
 
 def subsets(k: int) -> dict[str, list[int]]:
-    """Named subsets of checkpoint indices 0..k-1, each ending at the last one."""
-    out = {"all": list(range(k))}
-    for j in (2, 3, 4, 5):
-        if j < k:
-            out[f"every{j}"] = list(range(k - 1, -1, -j))[::-1]
-    for n in (1, 2, 3):
-        if n < k:
-            out[f"last{n}"] = list(range(k - n, k))
-    return out
+    """Named subsets of checkpoint indices 0..k-1 (`valuation.checkpoints` names), each ending
+    at the last one."""
+    names = ["all", *(f"every{j}" for j in (2, 3, 4, 5) if j < k)]
+    names += [f"last{n}" for n in (1, 2, 3) if n < k]
+    return {name: checkpoints.subset(k, name) for name in names}
 
 
 def quartile_overlap(a_N: np.ndarray, b_N: np.ndarray, top: bool) -> float:

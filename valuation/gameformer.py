@@ -32,6 +32,8 @@ from gf_jax.checkpoint import CheckpointStore
 from gf_jax.config import ModelConfig, Preset, to_dict
 from gf_jax.data.schema import ScenarioSet
 from valuation import hvp, influence, lissa, metadata, scores, tracin
+from valuation.checkpoints import check as check_checkpoints
+from valuation.checkpoints import subset as checkpoint_subset
 from valuation.grads import DEFAULT_CHUNK, LossFn, Params
 
 DEFAULT_SCORES = ("tracin", "metadata", "metadata_mean", "loss", "hybrid", "random")
@@ -70,16 +72,19 @@ def load_checkpoints(
 ) -> tuple[list[tuple[Params, float]], list[dict]]:
     """([(params, weight)], [{epoch, lr}]) of a reference run.
 
-    which: `all` (every epoch) or `best` (the best-validation epoch, the released code's default).
+    which: `all` (every epoch), `best` (the best-validation epoch, the released code's default),
+    `everyJ` or `lastN` (see `valuation.checkpoints`).
     weighting: `lr` (the learning rate used in that epoch, Pruthi et al.) or `mean` (1/K, the
     released code's plain mean over checkpoints).
     """
-    if which not in ("all", "best"):
-        raise ValueError(f"checkpoints must be 'all' or 'best', got {which!r}")
+    check_checkpoints(which)
     if weighting not in ("lr", "mean"):
         raise ValueError(f"weighting must be 'lr' or 'mean', got {weighting!r}")
     store = checkpoint_store(reference)
-    keys: list[int | str] = list(store.epochs()) if which == "all" else ["best"]
+    epochs = list(store.epochs())
+    keys: list[int | str] = (
+        ["best"] if which == "best" else [epochs[i] for i in checkpoint_subset(len(epochs), which)]
+    )
     out, info = [], []
     for key in keys:
         meta = store.metadata(key)

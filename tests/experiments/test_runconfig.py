@@ -125,3 +125,13 @@ def test_layout_paths(tmp_path):
     (tmp_path / "reference" / "seed0").mkdir(parents=True)
     (tmp_path / "reference" / "seed0" / "result.json").write_text("{}")
     assert [(n, s) for n, s, _ in layout.finished()] == [("uniform", 2)]
+
+
+def test_tracin_checkpoint_subsets():
+    from valuation import checkpoints
+
+    assert RunConfig("tracin", tracin_checkpoints="every3").run_name == "tracin-ckpt-every3"
+    assert checkpoints.subset(10, "every3") == [0, 3, 6, 9]
+    assert checkpoints.subset(10, "last2") == [8, 9] and checkpoints.subset(2, "last5") == [0, 1]
+    with pytest.raises(ConfigError, match="--tracin-checkpoints"):
+        RunConfig("tracin", tracin_checkpoints="every0")

@@ -37,3 +37,14 @@ def test_terms_sum_to_tracin_and_all_ranks_like_all(tiny_scored, tmp_path):
     terms, _, _ = tracin_subsets.per_checkpoint_terms(layout.reference(), 32)
     scale = np.max(np.abs(named["tracin"]))
     np.testing.assert_allclose(terms.sum(0), named["tracin"], rtol=0, atol=1e-5 * scale)
+
+
+def test_reference_checkpoint_subsets_load_the_named_epochs(tiny_scored):
+    from valuation import gameformer
+
+    reference = Layout(tiny_scored).reference()
+    _, every = gameformer.load_checkpoints(reference, "every2")
+    _, last = gameformer.load_checkpoints(reference, "last1")
+    _, everything = gameformer.load_checkpoints(reference, "all")
+    assert [c["epoch"] for c in everything] == [0, 1]
+    assert [c["epoch"] for c in every] == [c["epoch"] for c in last] == [1]
