@@ -137,10 +137,10 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
     one = (params, grads.example_at(train_set, 0), jax.random.key(0))
     p1, ex1, key1 = jax.device_put(one, mesh.devices.flat[0])
     programs = {
-        "jvp": (_compiled(k.jvp, p_rep, c0.data, p_rep, key, c0.index_C), chunk),
-        "vmap": (_compiled(k.grads, p_rep, c0.data, key, c0.index_C), chunk),
+        "jvp": (_compiled(k.jvp, p_rep, c0.data, p_rep, key, c0.index_B), chunk),
+        "vmap": (_compiled(k.grads, p_rep, c0.data, key, c0.index_B), chunk),
         "loop": (_compiled(k.example_grad, p1, ex1, key1, 0), 1),
-        "val_grad": (_compiled(k.grad_sum, p_rep, c0.data, c0.weight_C, key, c0.index_C), chunk),
+        "val_grad": (_compiled(k.grad_sum, p_rep, c0.data, c0.weight_B, key, c0.index_B), chunk),
     }
 
     v = grads.mean_grad(loss, params, val, chunk_size=chunk, mesh=mesh)

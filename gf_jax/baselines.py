@@ -42,12 +42,15 @@ def constant_velocity_prediction(
     """Neighbour futures [N, neighbors, 80, 2]: each of the first `neighbors` slots (the ones the
     model predicts and the losses/metrics score) moves on from its last past position at its last
     past velocity (channels 3:5, vx and vy in the ego frame). Padding slots come out all zero."""
-    last_NxNbx11 = np.asarray(neighbor_agents_past_NxAxTx11)[:, :neighbors, -1].astype(np.float64)
-    t_T = DT * np.arange(1, FUTURE_STEPS + 1)
-    xy_NxNbxTx2 = (
-        last_NxNbx11[:, :, None, 0:2] + last_NxNbx11[:, :, None, 3:5] * t_T[None, None, :, None]
+    neighbor_last_NxAx11 = np.asarray(neighbor_agents_past_NxAxTx11)[:, :neighbors, -1].astype(
+        np.float64
     )
-    return xy_NxNbxTx2.astype(np.float32)
+    t_T = DT * np.arange(1, FUTURE_STEPS + 1)
+    neighbor_xy_NxAxTx2 = (
+        neighbor_last_NxAx11[:, :, None, 0:2]
+        + neighbor_last_NxAx11[:, :, None, 3:5] * t_T[None, None, :, None]
+    )
+    return neighbor_xy_NxAxTx2.astype(np.float32)
 
 
 def route_following(data_or_arrays: ScenarioSet | Mapping[str, np.ndarray]) -> np.ndarray:
@@ -75,20 +78,21 @@ def route_following(data_or_arrays: ScenarioSet | Mapping[str, np.ndarray]) -> n
     rows = np.array([i for i, path in enumerate(paths) if path is not None], dtype=np.int64)
     if not len(rows):
         return plan_NxTx3
-    path_RxKx3 = _padded_paths([paths[i] for i in rows])  # R: the scenarios with a route path
-    s0_R, start_Rx2 = _project_origin(path_RxKx3[..., :2])
-    speed_R = np.linalg.norm(ego_past_Nx21x7[rows, -1, 3:5].astype(np.float64), axis=-1)
+    # From here on N counts only the scenarios with a route path (`rows`).
+    path_NxPx3 = _padded_paths([paths[i] for i in rows])
+    s0_N, start_Nx2 = _project_origin(path_NxPx3[..., :2])
+    speed_N = np.linalg.norm(ego_past_Nx21x7[rows, -1, 3:5].astype(np.float64), axis=-1)
     t_T = DT * np.arange(1, FUTURE_STEPS + 1)
-    s_RxT = s0_R[:, None] + speed_R[:, None] * t_T[None, :]
-    pose_RxTx3 = resample_at(path_RxKx3, s_RxT)
-    pose_RxTx3[..., :2] -= start_Rx2[:, None, :]
-    pose_RxTx3[..., 2] = wrap_angle(pose_RxTx3[..., 2])
-    plan_NxTx3[rows] = pose_RxTx3.astype(np.float32)
+    s_NxT = s0_N[:, None] + speed_N[:, None] * t_T[None, :]
+    pose_NxTx3 = resample_at(path_NxPx3, s_NxT)
+    pose_NxTx3[..., :2] -= start_Nx2[:, None, :]
+    pose_NxTx3[..., 2] = wrap_angle(pose_NxTx3[..., 2])
+    plan_NxTx3[rows] = pose_NxTx3.astype(np.float32)
     return plan_NxTx3
 
 
 def _route_paths(route_NxLxPx2: np.ndarray) -> list[np.ndarray | None]:
-    """Per scenario the chained route path's vertices [M, 2] (rules 1-2 of `route_following`),
+    """Per scenario the chained route path's vertices [P, 2] (rules 1-2 of `route_following`),
     or None without route lanes. Distances are computed for all scenarios at once; only the
     short chain walk (at most L polylines) loops in Python."""
     n, n_lanes, n_points, _ = route_NxLxPx2.shape
@@ -117,57 +121,57 @@ def _route_paths(route_NxLxPx2: np.ndarray) -> list[np.ndarray | None]:
                 break
             parts.append(route_NxLxPx2[i, lane])
             used.add(lane)
-        path_Mx2 = _merge_close(np.concatenate(parts))
-        paths.append(path_Mx2 if len(path_Mx2) >= 2 else None)
+        path_Px2 = _merge_close(np.concatenate(parts))
+        paths.append(path_Px2 if len(path_Px2) >= 2 else None)
     return paths
 
 
-def _merge_close(xy_Mx2: np.ndarray) -> np.ndarray:
+def _merge_close(xy_Px2: np.ndarray) -> np.ndarray:
     """Drops vertices that repeat the previous one (joins of chained polylines, padding)."""
-    step_M = np.linalg.norm(np.diff(xy_Mx2, axis=0), axis=-1)
-    keep_M = np.concatenate([[True], step_M > _SAME_POINT_M])
-    return xy_Mx2[keep_M]
+    step_P = np.linalg.norm(np.diff(xy_Px2, axis=0), axis=-1)
+    keep_P = np.concatenate([[True], step_P > _SAME_POINT_M])
+    return xy_Px2[keep_P]
 
 
 def _padded_paths(paths: list[np.ndarray]) -> np.ndarray:
-    """Paths [R, K, 3] (x, y, unwrapped tangent heading) from vertex lists [M_r, 2]: each goes on
+    """Paths [N, P, 3] (x, y, unwrapped tangent heading) from vertex lists [P_i, 2]: each goes on
     straight along its last segment, `EXTEND_M` to its next vertex and then 1 m per vertex up to
-    the common length K, so every segment has a direction and the sampling never runs out."""
-    r_count, k = len(paths), max(len(p) for p in paths) + 1
-    m_R = np.array([len(p) for p in paths])
-    xy_RxKx2 = np.zeros((r_count, k, 2))
-    for r, path_Mx2 in enumerate(paths):  # ragged -> padded; the rest is vectorised
-        xy_RxKx2[r, : len(path_Mx2)] = path_Mx2
-    rows_R = np.arange(r_count)
-    last_Rx2 = xy_RxKx2[rows_R, m_R - 1]
-    step_Rx2 = last_Rx2 - xy_RxKx2[rows_R, m_R - 2]
-    dir_Rx2 = step_Rx2 / np.linalg.norm(step_Rx2, axis=-1, keepdims=True)
-    beyond_RxK = np.arange(k)[None, :] - m_R[:, None]  # >= 0 on the extension
-    ext_RxK = EXTEND_M + beyond_RxK
-    tail_RxKx2 = last_Rx2[:, None, :] + ext_RxK[..., None] * dir_Rx2[:, None, :]
-    xy_RxKx2 = np.where((beyond_RxK >= 0)[..., None], tail_RxKx2, xy_RxKx2)
-    seg_RxKm1x2 = np.diff(xy_RxKx2, axis=1)
-    seg_h_RxKm1 = np.unwrap(np.arctan2(seg_RxKm1x2[..., 1], seg_RxKm1x2[..., 0]), axis=1)
-    vertex_h_RxK = np.concatenate(
-        [seg_h_RxKm1[:, :1], 0.5 * (seg_h_RxKm1[:, :-1] + seg_h_RxKm1[:, 1:]), seg_h_RxKm1[:, -1:]],
+    the common length P, so every segment has a direction and the sampling never runs out."""
+    n, n_points = len(paths), max(len(p) for p in paths) + 1
+    n_vertices_N = np.array([len(p) for p in paths])
+    xy_NxPx2 = np.zeros((n, n_points, 2))
+    for i, path_Px2 in enumerate(paths):  # ragged -> padded; the rest is vectorised
+        xy_NxPx2[i, : len(path_Px2)] = path_Px2
+    rows_N = np.arange(n)
+    last_Nx2 = xy_NxPx2[rows_N, n_vertices_N - 1]
+    step_Nx2 = last_Nx2 - xy_NxPx2[rows_N, n_vertices_N - 2]
+    dir_Nx2 = step_Nx2 / np.linalg.norm(step_Nx2, axis=-1, keepdims=True)
+    beyond_NxP = np.arange(n_points)[None, :] - n_vertices_N[:, None]  # >= 0 on the extension
+    ext_NxP = EXTEND_M + beyond_NxP
+    tail_NxPx2 = last_Nx2[:, None, :] + ext_NxP[..., None] * dir_Nx2[:, None, :]
+    xy_NxPx2 = np.where((beyond_NxP >= 0)[..., None], tail_NxPx2, xy_NxPx2)
+    seg_NxPm1x2 = np.diff(xy_NxPx2, axis=1)
+    seg_h_NxPm1 = np.unwrap(np.arctan2(seg_NxPm1x2[..., 1], seg_NxPm1x2[..., 0]), axis=1)
+    vertex_h_NxP = np.concatenate(
+        [seg_h_NxPm1[:, :1], 0.5 * (seg_h_NxPm1[:, :-1] + seg_h_NxPm1[:, 1:]), seg_h_NxPm1[:, -1:]],
         axis=1,
     )
-    return np.concatenate([xy_RxKx2, vertex_h_RxK[..., None]], axis=-1)
+    return np.concatenate([xy_NxPx2, vertex_h_NxP[..., None]], axis=-1)
 
 
-def _project_origin(path_RxKx2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Arc length s0 [R] and point [R, 2] of the origin's projection onto the first two segments
+def _project_origin(path_NxPx2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Arc length s0 [N] and point [N, 2] of the origin's projection onto the first two segments
     of each path (the ones around the nearest vertex, see `_route_paths`)."""
-    a_Rx2x2, b_Rx2x2 = path_RxKx2[:, 0:2], path_RxKx2[:, 1:3]
-    seg_Rx2x2 = b_Rx2x2 - a_Rx2x2
-    len2_Rx2 = np.maximum((seg_Rx2x2**2).sum(-1), 1e-12)
-    u_Rx2 = np.clip((-a_Rx2x2 * seg_Rx2x2).sum(-1) / len2_Rx2, 0.0, 1.0)
-    foot_Rx2x2 = a_Rx2x2 + u_Rx2[..., None] * seg_Rx2x2
-    best_R = np.argmin(np.linalg.norm(foot_Rx2x2, axis=-1), axis=1)
-    r = np.arange(len(path_RxKx2))
-    seg_len_Rx2 = np.sqrt(len2_Rx2)
-    s0_R = np.where(best_R == 1, seg_len_Rx2[:, 0], 0.0) + u_Rx2[r, best_R] * seg_len_Rx2[r, best_R]
-    return s0_R, foot_Rx2x2[r, best_R]
+    a_Nx2x2, b_Nx2x2 = path_NxPx2[:, 0:2], path_NxPx2[:, 1:3]
+    seg_Nx2x2 = b_Nx2x2 - a_Nx2x2
+    len2_Nx2 = np.maximum((seg_Nx2x2**2).sum(-1), 1e-12)
+    u_Nx2 = np.clip((-a_Nx2x2 * seg_Nx2x2).sum(-1) / len2_Nx2, 0.0, 1.0)
+    foot_Nx2x2 = a_Nx2x2 + u_Nx2[..., None] * seg_Nx2x2
+    best_N = np.argmin(np.linalg.norm(foot_Nx2x2, axis=-1), axis=1)
+    i = np.arange(len(path_NxPx2))
+    seg_len_Nx2 = np.sqrt(len2_Nx2)
+    s0_N = np.where(best_N == 1, seg_len_Nx2[:, 0], 0.0) + u_Nx2[i, best_N] * seg_len_Nx2[i, best_N]
+    return s0_N, foot_Nx2x2[i, best_N]
 
 
 def planning_metrics(plan_NxTx3: np.ndarray, data: ScenarioSet) -> dict[str, float]:
@@ -189,8 +193,10 @@ def evaluate(data: ScenarioSet, neighbors: int = 10) -> dict[str, dict[str, floa
     scenarios, then `metrics.aggregate`), against the first `neighbors` neighbour slots.
     """
     ego_future_NxTx3 = np.asarray(data.arrays["ego_agent_future"])
-    nb_future_NxNbxTx3 = np.asarray(data.arrays["neighbor_agents_future"])[:, :neighbors]
-    pred_NxNbxTx2 = constant_velocity_prediction(data.arrays["neighbor_agents_past"], neighbors)
+    neighbor_future_NxAxTx3 = np.asarray(data.arrays["neighbor_agents_future"])[:, :neighbors]
+    neighbor_pred_NxAxTx2 = constant_velocity_prediction(
+        data.arrays["neighbor_agents_past"], neighbors
+    )
     plans = {
         "constant_velocity": constant_velocity(data.arrays["ego_agent_past"]),
         "route_following": route_following(data),
@@ -198,7 +204,7 @@ def evaluate(data: ScenarioSet, neighbors: int = 10) -> dict[str, dict[str, floa
     out = {}
     for name, plan_NxTx3 in plans.items():
         per = metrics.per_example_from_arrays(
-            plan_NxTx3, pred_NxNbxTx2, ego_future_NxTx3, nb_future_NxNbxTx3
+            plan_NxTx3, neighbor_pred_NxAxTx2, ego_future_NxTx3, neighbor_future_NxAxTx3
         )
         out[name] = {k: float(v) for k, v in metrics.aggregate(per).items()}
     return out

@@ -33,24 +33,27 @@ ORIGINAL_NAMES = {
 
 def per_example_from_arrays(
     plan_BxTx3: jax.Array,
-    prediction_BxNbxTx2: jax.Array,
+    neighbor_prediction_BxAxTx2: jax.Array,
     ego_future_BxTx3: jax.Array,
-    neighbors_future_BxNbxTx3: jax.Array,
+    neighbors_future_BxAxTx3: jax.Array,
 ) -> dict[str, jax.Array]:
-    """Metrics per example [B]; `prediction` are the neighbours' best-mode means (last level)."""
-    valid_BxNbxTx2 = neighbors_future_BxNbxTx3[..., :2] != 0
-    pred_BxNbxTx2 = prediction_BxNbxTx2 * valid_BxNbxTx2
+    """Metrics per example [B]; `neighbor_prediction` are the neighbours' best-mode means (last
+    level)."""
+    neighbor_valid_BxAxTx2 = neighbors_future_BxAxTx3[..., :2] != 0
+    neighbor_pred_BxAxTx2 = neighbor_prediction_BxAxTx2 * neighbor_valid_BxAxTx2
     plan_dist_BxT = jnp.linalg.norm(plan_BxTx3[..., :2] - ego_future_BxTx3[..., :2], axis=-1)
-    pred_dist_BxNbxT = jnp.linalg.norm(pred_BxNbxTx2 - neighbors_future_BxNbxTx3[..., :2], axis=-1)
+    neighbor_pred_dist_BxAxT = jnp.linalg.norm(
+        neighbor_pred_BxAxTx2 - neighbors_future_BxAxTx3[..., :2], axis=-1
+    )
     heading_err_BxT = jnp.abs(
         jnp.fmod(plan_BxTx3[..., 2] - ego_future_BxTx3[..., 2] + math.pi, 2 * math.pi) - math.pi
     )
 
-    agent_valid_BxNb = valid_BxNbxTx2[:, :, 0, 0]
-    count_B = agent_valid_BxNb.sum(axis=1)
+    neighbor_valid_BxA = neighbor_valid_BxAxTx2[:, :, 0, 0]
+    count_B = neighbor_valid_BxA.sum(axis=1)
 
-    def over_valid(per_agent_BxNb: jax.Array) -> jax.Array:
-        total = jnp.where(agent_valid_BxNb, per_agent_BxNb, 0.0).sum(axis=1)
+    def over_valid(per_neighbor_BxA: jax.Array) -> jax.Array:
+        total = jnp.where(neighbor_valid_BxA, per_neighbor_BxA, 0.0).sum(axis=1)
         return jnp.where(count_B > 0, total / jnp.maximum(count_B, 1), jnp.nan)
 
     return {
@@ -58,8 +61,8 @@ def per_example_from_arrays(
         "plan_fde": plan_dist_BxT[:, -1],
         "plan_ahe": heading_err_BxT.mean(axis=1),
         "plan_fhe": heading_err_BxT[:, -1],
-        "pred_ade": over_valid(pred_dist_BxNbxT.mean(axis=-1)),
-        "pred_fde": over_valid(pred_dist_BxNbxT[..., -1]),
+        "pred_ade": over_valid(neighbor_pred_dist_BxAxT.mean(axis=-1)),
+        "pred_fde": over_valid(neighbor_pred_dist_BxAxT[..., -1]),
         "pred_count": count_B,
     }
 
@@ -80,14 +83,14 @@ def aggregate(per_example: dict[str, jax.Array]) -> dict[str, jax.Array]:
 
 def motion_metrics(
     plan_BxTx3: jax.Array,
-    prediction_BxNbxTx2: jax.Array,
+    neighbor_prediction_BxAxTx2: jax.Array,
     ego_future_BxTx3: jax.Array,
-    neighbors_future_BxNbxTx3: jax.Array,
+    neighbors_future_BxAxTx3: jax.Array,
 ) -> dict[str, jax.Array]:
     """The original's `motion_metrics` for one batch (scalars), from arrays."""
     return aggregate(
         per_example_from_arrays(
-            plan_BxTx3, prediction_BxNbxTx2, ego_future_BxTx3, neighbors_future_BxNbxTx3
+            plan_BxTx3, neighbor_prediction_BxAxTx2, ego_future_BxTx3, neighbors_future_BxAxTx3
         )
     )
 
@@ -103,13 +106,13 @@ def per_example_metrics(
     (e.g. `per_example_loss(...)` or None), in which case the last level's best modes are
     chosen here exactly as the loss chooses them.
     """
-    mu_BxNxTx2 = (terms or {}).get("final_best_mode_mu")
-    if mu_BxNxTx2 is None:
-        mu_BxNxTx2 = losses.final_best_mode_mu(outputs, targets)
-    n_nb = mu_BxNxTx2.shape[1] - 1
+    mu_BxAxTx2 = (terms or {}).get("final_best_mode_mu")
+    if mu_BxAxTx2 is None:
+        mu_BxAxTx2 = losses.final_best_mode_mu(outputs, targets)
+    n_nb = mu_BxAxTx2.shape[1] - 1
     return per_example_from_arrays(
         outputs["ego_plan"],
-        mu_BxNxTx2[:, 1:],
+        mu_BxAxTx2[:, 1:],
         jnp.asarray(targets["ego_agent_future"]),
         jnp.asarray(targets["neighbor_agents_future"])[:, :n_nb],
     )

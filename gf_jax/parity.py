@@ -104,10 +104,10 @@ class ModeFlips:
         return self.ties > 0 and self.real == 0
 
 
-def mode_flips(ours_BxN: Any, theirs_BxN: Any, margin_BxN: Any) -> ModeFlips:
+def mode_flips(ours_BxA: Any, theirs_BxA: Any, margin_BxA: Any) -> ModeFlips:
     """Counts our best-mode flips against the reference's, split by the reference's margin."""
-    differ = np.asarray(ours_BxN) != np.asarray(theirs_BxN)
-    tie = np.asarray(margin_BxN) < FLIP_MARGIN
+    differ = np.asarray(ours_BxA) != np.asarray(theirs_BxA)
+    tie = np.asarray(margin_BxA) < FLIP_MARGIN
     return ModeFlips(ties=int((differ & tie).sum()), real=int((differ & ~tie).sum()))
 
 

@@ -112,14 +112,14 @@ def test_imposed_best_modes_other_than_the_argmin_move_that_level_only(scenarios
     batch = scenarios(3, seed=5).batch(TINY.neighbors)
     outputs = _random_outputs(3, TINY, seed=6)
     plain_terms = losses.loss_terms(outputs, batch, TINY)
-    modes_BxN = np.array(plain_terms["level_0_best_mode"])
-    modes_BxN[1, 0] = (modes_BxN[1, 0] + 1) % TINY.modalities  # the ego of example 1
-    terms = losses.loss_terms(outputs, batch, TINY, {0: modes_BxN})
-    np.testing.assert_array_equal(terms["level_0_best_mode"], modes_BxN)
+    modes_BxA = np.array(plain_terms["level_0_best_mode"])
+    modes_BxA[1, 0] = (modes_BxA[1, 0] + 1) % TINY.modalities  # the ego of example 1
+    terms = losses.loss_terms(outputs, batch, TINY, {0: modes_BxA})
+    np.testing.assert_array_equal(terms["level_0_best_mode"], modes_BxA)
     # The margin still describes the distances, whichever mode is imposed.
     np.testing.assert_array_equal(terms["level_0_mode_margin"], plain_terms["level_0_mode_margin"])
     plain = jax.tree.map(np.asarray, losses.per_example_loss(outputs, batch, TINY))
-    moved = jax.tree.map(np.asarray, losses.per_example_loss(outputs, batch, TINY, {0: modes_BxN}))
+    moved = jax.tree.map(np.asarray, losses.per_example_loss(outputs, batch, TINY, {0: modes_BxA}))
     for k in ("level_0_gmm", "level_k", "total"):
         assert moved[k][1] != plain[k][1], k
         np.testing.assert_array_equal(moved[k][[0, 2]], plain[k][[0, 2]], err_msg=k)

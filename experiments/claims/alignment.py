@@ -34,26 +34,26 @@ from gf_jax.config import Preset
 def draw_batches(
     p_N: np.ndarray, n_batches: int, batch_size: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """[M, B] example indices (M = n_batches, B = batch_size) drawn with replacement from p, as
-    training draws them."""
+    """[R, B] example indices (R = n_batches random draws, B = batch_size) drawn with replacement
+    from p, as training draws them."""
     p = np.asarray(p_N, np.float64)
     return rng.choice(len(p), size=(n_batches, batch_size), p=p / p.sum())
 
 
 def batch_cosines(
-    idx_MxB: np.ndarray, dots_N: np.ndarray, gram_NxN: np.ndarray, val_sq_norm: float
+    idx_RxB: np.ndarray, dots_N: np.ndarray, gram_NxN: np.ndarray, val_sq_norm: float
 ) -> np.ndarray:
-    """cos(sum_b g_{idx[m, b]}, g_val) of every batch m, float64 [M].
+    """cos(sum_b g_{idx[r, b]}, g_val) of every batch r, float64 [R].
 
     `dots_N[i] = <g_i, g_val>`, `gram_NxN[i, j] = <g_i, g_j>`, `val_sq_norm = ||g_val||^2`; a
     repeated index counts as often as it was drawn, as the batch gradient does.
     """
-    idx = np.asarray(idx_MxB)
+    idx = np.asarray(idx_RxB)
     d_N = np.asarray(dots_N, np.float64)
     g_NxN = np.asarray(gram_NxN, np.float64)
-    num_M = d_N[idx].sum(axis=1)
-    sq_M = g_NxN[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2))
-    return num_M / np.sqrt(np.maximum(sq_M, 0.0) * float(val_sq_norm))
+    num_R = d_N[idx].sum(axis=1)
+    sq_R = g_NxN[idx[:, :, None], idx[:, None, :]].sum(axis=(1, 2))
+    return num_R / np.sqrt(np.maximum(sq_R, 0.0) * float(val_sq_norm))
 
 
 def population_cosine(
@@ -70,14 +70,14 @@ def population_cosine(
 
 @functools.cache
 def gram_block() -> Any:
-    """A jitted <a_i, b_j> block of two chunks of per-example gradient pytrees [C, C]."""
+    """A jitted <a_i, b_j> block of two chunks of per-example gradient pytrees [B, B]."""
     import jax
     import jax.numpy as jnp
 
     @jax.jit
-    def block(a_C: Any, b_C: Any) -> jax.Array:
+    def block(a_B: Any, b_B: Any) -> jax.Array:
         parts = jax.tree.map(
-            lambda x, y: x.reshape(x.shape[0], -1) @ y.reshape(y.shape[0], -1).T, a_C, b_C
+            lambda x, y: x.reshape(x.shape[0], -1) @ y.reshape(y.shape[0], -1).T, a_B, b_B
         )
         return functools.reduce(jnp.add, jax.tree.leaves(parts))
 
@@ -108,7 +108,7 @@ def gradient_geometry(
     loss_fn: Any, params: Any, train: Any, val: Any, *, chunk_size: int = 32
 ) -> Geometry:
     """Exact `Geometry` at `params`: every per-example gradient once (vmap of grad, chunk by
-    chunk, kept on the device: N x P floats), g_val as the exact mean validation gradient."""
+    chunk, kept on the device: N x F floats), g_val as the exact mean validation gradient."""
     import jax
 
     from gf_jax import mesh as mesh_lib
@@ -124,7 +124,7 @@ def gradient_geometry(
     params_r, key, v = mesh_lib.replicate((params, jax.random.key(0), g_val), mesh)
     kept, dots, rows = [], [], []
     for c in grads.iter_chunks(train, chunk, mesh):
-        g = kern.grads(params_r, c.data, key, c.index_C)
+        g = kern.grads(params_r, c.data, key, c.index_B)
         dots.append(grads.dots_with(g, v))
         rows.append([block(g, h) for h in kept] + [block(g, g)])
         kept.append(g)

@@ -1,9 +1,10 @@
-"""Level-k decoder: level-0 prediction from learned queries, then K interaction levels.
+"""Level-k decoder: level-0 prediction from learned queries, then V interaction levels.
 
-All K interaction levels share ONE future encoder (as the original, whose state dict merely
+All V interaction levels share ONE future encoder (as the original, whose state dict merely
 lists it once per level). Agents are decoded jointly (the original loops over them with the
-same weights; batching them changes nothing). Shape letters: N predicted agents (ego + first
-`neighbors` slots), M modes, T future steps, S scene tokens.
+same weights; batching them changes nothing). Shape letters: A predicted agents (ego + first
+`neighbors` slots; the encoder's A covers every slot), M modes, T future steps, S attention keys
+(scene tokens, and in the interaction levels also the agents' interaction tokens).
 """
 
 from __future__ import annotations
@@ -36,22 +37,22 @@ class GMMHead(nnx.Module):
         self.future_steps = config.future_steps
 
     def __call__(
-        self, content_BxNxMxD: jax.Array, *, rng: jax.Array | None = None
+        self, content_BxAxMxD: jax.Array, *, rng: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        traj = self.gaussian(content_BxNxMxD, rng=rng)
-        traj_BxNxMxTx4 = traj.reshape(*content_BxNxMxD.shape[:-1], self.future_steps, 4)
-        scores_BxNxM = self.score(content_BxNxMxD)[..., 0]
-        return traj_BxNxMxTx4, scores_BxNxM
+        traj = self.gaussian(content_BxAxMxD, rng=rng)
+        traj_BxAxMxTx4 = traj.reshape(*content_BxAxMxD.shape[:-1], self.future_steps, 4)
+        scores_BxAxM = self.score(content_BxAxMxD)[..., 0]
+        return traj_BxAxMxTx4, scores_BxAxM
 
 
-def add_current_xy(traj_BxNxMxTx4: jax.Array, current_BxNx5: jax.Array) -> jax.Array:
+def add_current_xy(traj_BxAxMxTx4: jax.Array, current_BxAx5: jax.Array) -> jax.Array:
     """The head predicts offsets; the original adds the agent's current (x, y) to mu."""
     offset = (
-        jnp.zeros_like(traj_BxNxMxTx4[:, :, :1, :1])
+        jnp.zeros_like(traj_BxAxMxTx4[:, :, :1, :1])
         .at[..., :2]
-        .set(current_BxNx5[:, :, None, None, :2])
+        .set(current_BxAx5[:, :, None, None, :2])
     )
-    return traj_BxNxMxTx4 + offset
+    return traj_BxAxMxTx4 + offset
 
 
 class FutureEncoder(nnx.Module):
@@ -60,19 +61,19 @@ class FutureEncoder(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.mlp = layers.MLP((5, max(config.dim // 4, 1), config.dim), jax.nn.relu, rngs=rngs)
 
-    def __call__(self, xy_BxNxMxTx2: jax.Array, current_BxNx5: jax.Array) -> jax.Array:
+    def __call__(self, xy_BxAxMxTx2: jax.Array, current_BxAx5: jax.Array) -> jax.Array:
         start = jnp.broadcast_to(
-            current_BxNx5[:, :, None, None, :2], (*xy_BxNxMxTx2.shape[:3], 1, 2)
+            current_BxAx5[:, :, None, None, :2], (*xy_BxAxMxTx2.shape[:3], 1, 2)
         )
-        d_BxNxMxTx2 = jnp.diff(jnp.concatenate([start, xy_BxNxMxTx2], axis=3), axis=3)
+        d_BxAxMxTx2 = jnp.diff(jnp.concatenate([start, xy_BxAxMxTx2], axis=3), axis=3)
         # atan2(dy, max(dx, 1e-6)): the original's heading, confined to about (-pi/2, pi/2].
-        theta = jnp.arctan2(d_BxNxMxTx2[..., 1], jnp.maximum(d_BxNxMxTx2[..., 0], 1e-6))
-        feats_BxNxMxTx5 = jnp.concatenate(
-            [xy_BxNxMxTx2, theta[..., None], d_BxNxMxTx2 / FUTURE_DT], axis=-1
+        theta = jnp.arctan2(d_BxAxMxTx2[..., 1], jnp.maximum(d_BxAxMxTx2[..., 0], 1e-6))
+        feats_BxAxMxTx5 = jnp.concatenate(
+            [xy_BxAxMxTx2, theta[..., None], d_BxAxMxTx2 / FUTURE_DT], axis=-1
         )
         # The original detaches the features: no gradient into the previous level's trajectories.
-        feats_BxNxMxTx5 = jax.lax.stop_gradient(feats_BxNxMxTx5)
-        return self.mlp(feats_BxNxMxTx5).max(axis=-2)
+        feats_BxAxMxTx5 = jax.lax.stop_gradient(feats_BxAxMxTx5)
+        return self.mlp(feats_BxAxMxTx5).max(axis=-2)
 
 
 class InitialDecoder(nnx.Module):
@@ -97,16 +98,16 @@ class InitialDecoder(nnx.Module):
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
         r_query, r_head = layers.split_rng(rng, 2)
         n = self.agents
-        query_BxNxMxD = (
+        query_BxAxMxD = (
             encoding_BxSxD[:, :n, None]
             + self.mode_embedding()[None, None, :, :]
             + self.agent_embedding()[None, :, None, :]
         )
-        content_BxNxMxD = self.query_encoder(
-            query_BxNxMxD, encoding_BxSxD, mask_BxS[:, None, :], rng=r_query
+        content_BxAxMxD = self.query_encoder(
+            query_BxAxMxD, encoding_BxSxD, mask_BxS[:, None, :], rng=r_query
         )
-        traj_BxNxMxTx4, scores_BxNxM = self.predictor(content_BxNxMxD, rng=r_head)
-        return content_BxNxMxD, add_current_xy(traj_BxNxMxTx4, current_BxAx5[:, :n]), scores_BxNxM
+        traj_BxAxMxTx4, scores_BxAxM = self.predictor(content_BxAxMxD, rng=r_head)
+        return content_BxAxMxD, add_current_xy(traj_BxAxMxTx4, current_BxAx5[:, :n]), scores_BxAxM
 
 
 class InteractionDecoder(nnx.Module):
@@ -122,36 +123,38 @@ class InteractionDecoder(nnx.Module):
         self,
         future_encoder: FutureEncoder,
         current_BxAx5: jax.Array,
-        last_traj_BxNxMxTx4: jax.Array,
-        last_scores_BxNxM: jax.Array,
-        last_content_BxNxMxD: jax.Array,
+        last_traj_BxAxMxTx4: jax.Array,
+        last_scores_BxAxM: jax.Array,
+        last_content_BxAxMxD: jax.Array,
         encoding_BxSxD: jax.Array,
         mask_BxS: jax.Array,
         *,
         rng: jax.Array | None = None,
     ) -> tuple[jax.Array, ...]:
         r_inter, r_query, r_head = layers.split_rng(rng, 3)
-        n = last_traj_BxNxMxTx4.shape[1]
-        current_BxNx5 = current_BxAx5[:, :n]
-        futures_BxNxMxD = future_encoder(last_traj_BxNxMxTx4[..., :2], current_BxNx5)
-        probs_BxNxM = jax.nn.softmax(last_scores_BxNxM, axis=-1)
+        n = last_traj_BxAxMxTx4.shape[1]
+        # The predicted agents: the encoder's A covers every neighbour slot, the decoder's only
+        # the first `neighbors`.
+        predicted_current_BxAx5 = current_BxAx5[:, :n]
+        futures_BxAxMxD = future_encoder(last_traj_BxAxMxTx4[..., :2], predicted_current_BxAx5)
+        probs_BxAxM = jax.nn.softmax(last_scores_BxAxM, axis=-1)
         # Mean, not sum, over modes of the probability-weighted encodings (as the original).
-        summary_BxNxD = jnp.mean(futures_BxNxMxD * probs_BxNxM[..., None], axis=2)
-        interaction_BxNxD = self.interaction_encoder(summary_BxNxD, mask_BxS[:, :n], rng=r_inter)
+        summary_BxAxD = jnp.mean(futures_BxAxMxD * probs_BxAxM[..., None], axis=2)
+        interaction_BxAxD = self.interaction_encoder(summary_BxAxD, mask_BxS[:, :n], rng=r_inter)
 
-        context_BxCxD = jnp.concatenate([interaction_BxNxD, encoding_BxSxD], axis=1)
-        context_mask_BxC = jnp.concatenate([mask_BxS[:, :n], mask_BxS], axis=1)
+        context_BxSxD = jnp.concatenate([interaction_BxAxD, encoding_BxSxD], axis=1)
+        context_mask_BxS = jnp.concatenate([mask_BxS[:, :n], mask_BxS], axis=1)
         # Agent i does not see its own previous-level future, only the others'.
-        own_NxC = jnp.eye(n, context_mask_BxC.shape[1], dtype=bool)
-        context_mask_BxNxC = context_mask_BxC[:, None, :] | own_NxC[None]
+        own_AxS = jnp.eye(n, context_mask_BxS.shape[1], dtype=bool)
+        context_mask_BxAxS = context_mask_BxS[:, None, :] | own_AxS[None]
 
-        query_BxNxMxD = last_content_BxNxMxD + futures_BxNxMxD
-        content_BxNxMxD = self.query_encoder(
-            query_BxNxMxD, context_BxCxD, context_mask_BxNxC, rng=r_query
+        query_BxAxMxD = last_content_BxAxMxD + futures_BxAxMxD
+        content_BxAxMxD = self.query_encoder(
+            query_BxAxMxD, context_BxSxD, context_mask_BxAxS, rng=r_query
         )
-        traj_BxNxMxTx4, scores_BxNxM = self.decoder(content_BxNxMxD, rng=r_head)
-        traj_BxNxMxTx4 = add_current_xy(traj_BxNxMxTx4, current_BxNx5)
-        return content_BxNxMxD, traj_BxNxMxTx4, scores_BxNxM, futures_BxNxMxD, interaction_BxNxD
+        traj_BxAxMxTx4, scores_BxAxM = self.decoder(content_BxAxMxD, rng=r_head)
+        traj_BxAxMxTx4 = add_current_xy(traj_BxAxMxTx4, predicted_current_BxAx5)
+        return content_BxAxMxD, traj_BxAxMxTx4, scores_BxAxM, futures_BxAxMxD, interaction_BxAxD
 
 
 class Decoder(nnx.Module):

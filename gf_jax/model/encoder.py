@@ -19,7 +19,7 @@ from gf_jax.model import layers
 
 
 def point_net_sizes(in_features: int, dim: int) -> tuple[int, ...]:
-    """Point MLP widths: the original's F -> 64 -> 128 -> 256, scaled with dim."""
+    """Point MLP widths: the original's in_features -> 64 -> 128 -> 256, scaled with dim."""
     return (in_features, max(dim // 4, 1), max(dim // 2, 1), dim)
 
 
@@ -34,23 +34,24 @@ class VectorMapEncoder(nnx.Module):
         self.segment_points = config.segment_points
 
     def __call__(
-        self, map_BxLxPxF: jax.Array, *, rng: jax.Array | None = None
+        self, map_BxLxPxD: jax.Array, *, rng: jax.Array | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        """Returns segment tokens [B, L*P/S, D] (polyline-major) and their mask (True = pad)."""
-        b, n_lines, n_points, _ = map_BxLxPxF.shape
+        """Returns segment tokens [B, S, D], S = L * (P // segment_points) (polyline-major), and
+        their mask [B, S] (True = pad)."""
+        b, n_lines, n_points, _ = map_BxLxPxD.shape
         s = self.segment_points
-        x_BxLxPxD = self.point_net(map_BxLxPxF)
+        x_BxLxPxD = self.point_net(map_BxLxPxD)
         dim = x_BxLxPxD.shape[-1]
         x_BxLxPxD = x_BxLxPxD + layers.sinusoidal_table(n_points, dim)
         x_BxLxPxD = layers.dropout(x_BxLxPxD, self.dropout_rate, rng)
-        # As torch's max_pool2d with kernel (1, S): trailing points that do not fill a segment
-        # are dropped.
+        # As torch's max_pool2d with kernel (1, segment_points): trailing points that do not fill a
+        # segment are dropped. x_BxLxSxPxD: S segments (the tokens) per polyline, P points each.
         n_seg = n_points // s
-        x_BxLxGxSxD = x_BxLxPxD[:, :, : n_seg * s].reshape(b, n_lines, n_seg, s, dim)
-        tokens_BxTxD = x_BxLxGxSxD.max(axis=3).reshape(b, n_lines * n_seg, dim)
-        pad_BxLxGxS = (map_BxLxPxF[:, :, : n_seg * s, 0] == 0).reshape(b, n_lines, n_seg, s)
-        mask_BxT = pad_BxLxGxS.any(axis=-1).reshape(b, n_lines * n_seg)
-        return tokens_BxTxD, mask_BxT
+        x_BxLxSxPxD = x_BxLxPxD[:, :, : n_seg * s].reshape(b, n_lines, n_seg, s, dim)
+        tokens_BxSxD = x_BxLxSxPxD.max(axis=3).reshape(b, n_lines * n_seg, dim)
+        pad_BxLxSxP = (map_BxLxPxD[:, :, : n_seg * s, 0] == 0).reshape(b, n_lines, n_seg, s)
+        mask_BxS = pad_BxLxSxP.any(axis=-1).reshape(b, n_lines * n_seg)
+        return tokens_BxSxD, mask_BxS
 
 
 class AgentEncoder(nnx.Module):
@@ -59,8 +60,8 @@ class AgentEncoder(nnx.Module):
     def __init__(self, in_features: int, config: ModelConfig, *, rngs: nnx.Rngs):
         self.motion = layers.LSTM(in_features, config.dim, config.lstm_layers, rngs=rngs)
 
-    def __call__(self, past_BxTxF: jax.Array) -> jax.Array:
-        return self.motion(past_BxTxF)[:, -1]
+    def __call__(self, past_BxTxD: jax.Array) -> jax.Array:
+        return self.motion(past_BxTxD)[:, -1]
 
 
 class Encoder(nnx.Module):
@@ -100,15 +101,15 @@ class Encoder(nnx.Module):
         )
 
         encoded_ego_BxD = self.ego_encoder(ego_BxTx7)
-        encoded_nb_BxAxD = self.agent_encoder(neighbors_BxAxTx11.reshape(b * n_nb, n_t, n_f))
-        encoded_nb_BxAxD = encoded_nb_BxAxD.reshape(b, n_nb, -1)
-        actors_BxAxD = jnp.concatenate([encoded_ego_BxD[:, None], encoded_nb_BxAxD], axis=1)
+        encoded_neighbors_BxAxD = self.agent_encoder(neighbors_BxAxTx11.reshape(b * n_nb, n_t, n_f))
+        encoded_neighbors_BxAxD = encoded_neighbors_BxAxD.reshape(b, n_nb, -1)
+        actors_BxAxD = jnp.concatenate([encoded_ego_BxD[:, None], encoded_neighbors_BxAxD], axis=1)
         actors_mask_BxA = actors_BxAxTx5[:, :, -1].sum(-1) == 0
 
-        lanes_BxLxD, lanes_mask = self.lane_encoder(inputs["map_lanes"], rng=r_lane)
-        cross_BxCxD, cross_mask = self.crosswalk_encoder(inputs["map_crosswalks"], rng=r_cross)
+        lanes_BxSxD, lanes_mask = self.lane_encoder(inputs["map_lanes"], rng=r_lane)
+        cross_BxSxD, cross_mask = self.crosswalk_encoder(inputs["map_crosswalks"], rng=r_cross)
 
-        x_BxSxD = jnp.concatenate([actors_BxAxD, lanes_BxLxD, cross_BxCxD], axis=1)
+        x_BxSxD = jnp.concatenate([actors_BxAxD, lanes_BxSxD, cross_BxSxD], axis=1)
         mask_BxS = jnp.concatenate([actors_mask_BxA, lanes_mask, cross_mask], axis=1)
         fusion_rngs = layers.split_rng(r_fusion, len(self.fusion_encoder))
         for i in range(len(self.fusion_encoder)):
@@ -119,10 +120,10 @@ class Encoder(nnx.Module):
                 {
                     "encoder.actors": actors_BxAxTx5,
                     "encoder.encoded_ego": encoded_ego_BxD,
-                    "encoder.encoded_neighbors": encoded_nb_BxAxD,
-                    "encoder.lane_tokens": lanes_BxLxD,
+                    "encoder.encoded_neighbors": encoded_neighbors_BxAxD,
+                    "encoder.lane_tokens": lanes_BxSxD,
                     "encoder.lane_mask": lanes_mask,
-                    "encoder.crosswalk_tokens": cross_BxCxD,
+                    "encoder.crosswalk_tokens": cross_BxSxD,
                     "encoder.crosswalk_mask": cross_mask,
                     "encoder.mask": mask_BxS,
                     "encoder.encoding": x_BxSxD,

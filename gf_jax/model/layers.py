@@ -6,7 +6,8 @@ seed derived from one by `split_rng`): `rng=None` means deterministic evaluation
 follow PyTorch's defaults (spec 3.10), so a freshly initialised model starts from the same
 distribution as the original.
 
-Shape letters: B batch, Q queries, K keys, H heads, D features, F hidden features, T time.
+Shape letters (as in `gf_jax.data.schema`): B batch, Q queries, S keys (sources), H heads,
+D features (Dh per head; the LSTM's hidden state too), T time.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ class MultiheadAttention(nnx.Module):
     zero bias, Linear-default out-projection weight with zero bias.
 
     Queries may carry extra axes between batch and query (`q_Bx...xQxD`), all attending to the
-    same keys `kv_BxKxD`; the mask (True = padding key) broadcasts to [B, ..., K].
+    same keys `kv_BxSxD`; the mask (True = padding key) broadcasts to [B, ..., S].
 
     All-masked rows: PyTorch returns NaN, which then spreads over the sample. Here such a row
     attends to nothing: its weights are all zero, so its output is the out-projection bias and
@@ -211,8 +212,8 @@ class MultiheadAttention(nnx.Module):
     def __call__(
         self,
         q_BxQxD: jax.Array,
-        kv_BxKxD: jax.Array,
-        mask_BxK: jax.Array | None = None,
+        kv_BxSxD: jax.Array,
+        mask_BxS: jax.Array | None = None,
         *,
         rng: jax.Array | None = None,
     ) -> jax.Array:
@@ -221,31 +222,31 @@ class MultiheadAttention(nnx.Module):
         w, b = self.in_kernel[...], self.in_bias[...]
         # torch scales q before the product; kept for rounding parity.
         q = (q_BxQxD @ w[:, :dim] + b[:dim]) * (1.0 / math.sqrt(head_dim))
-        k = kv_BxKxD @ w[:, dim : 2 * dim] + b[dim : 2 * dim]
-        v = kv_BxKxD @ w[:, 2 * dim :] + b[2 * dim :]
+        k = kv_BxSxD @ w[:, dim : 2 * dim] + b[dim : 2 * dim]
+        v = kv_BxSxD @ w[:, 2 * dim :] + b[2 * dim :]
         q_BxQxHxDh = q.reshape(*q.shape[:-1], self.heads, head_dim)
-        k_BxKxHxDh = k.reshape(*k.shape[:-1], self.heads, head_dim)
-        v_BxKxHxDh = v.reshape(*v.shape[:-1], self.heads, head_dim)
+        k_BxSxHxDh = k.reshape(*k.shape[:-1], self.heads, head_dim)
+        v_BxSxHxDh = v.reshape(*v.shape[:-1], self.heads, head_dim)
 
-        logits_BxHxQxK = jnp.einsum("b...qhd,bkhd->b...hqk", q_BxQxHxDh, k_BxKxHxDh)
-        if mask_BxK is not None:
-            valid_BxK = jnp.logical_not(mask_BxK)
-            valid_Bx1x1xK = valid_BxK[..., None, None, :]
-            logits_BxHxQxK = jnp.where(
-                valid_Bx1x1xK, logits_BxHxQxK, jnp.finfo(logits_BxHxQxK.dtype).min
+        logits_BxHxQxS = jnp.einsum("b...qhd,bshd->b...hqs", q_BxQxHxDh, k_BxSxHxDh)
+        if mask_BxS is not None:
+            valid_BxS = jnp.logical_not(mask_BxS)
+            valid_Bx1x1xS = valid_BxS[..., None, None, :]
+            logits_BxHxQxS = jnp.where(
+                valid_Bx1x1xS, logits_BxHxQxS, jnp.finfo(logits_BxHxQxS.dtype).min
             )
-        weights_BxHxQxK = jax.nn.softmax(logits_BxHxQxK, axis=-1)
-        if mask_BxK is not None:
-            any_valid = jnp.any(valid_BxK, axis=-1)[..., None, None, None]
-            weights_BxHxQxK = jnp.where(any_valid, weights_BxHxQxK, 0.0)
-        weights_BxHxQxK = dropout(weights_BxHxQxK, self.dropout_rate, rng)
+        weights_BxHxQxS = jax.nn.softmax(logits_BxHxQxS, axis=-1)
+        if mask_BxS is not None:
+            any_valid = jnp.any(valid_BxS, axis=-1)[..., None, None, None]
+            weights_BxHxQxS = jnp.where(any_valid, weights_BxHxQxS, 0.0)
+        weights_BxHxQxS = dropout(weights_BxHxQxS, self.dropout_rate, rng)
 
-        out_BxQxHxDh = jnp.einsum("b...hqk,bkhd->b...qhd", weights_BxHxQxK, v_BxKxHxDh)
+        out_BxQxHxDh = jnp.einsum("b...hqs,bshd->b...qhd", weights_BxHxQxS, v_BxSxHxDh)
         return self.out(out_BxQxHxDh.reshape(*out_BxQxHxDh.shape[:-2], dim))
 
 
 class FeedForward(nnx.Module):
-    """Linear(D, F), exact GELU, Dropout, Linear(F, D), Dropout."""
+    """Linear(D, ffn_dim), exact GELU, Dropout, Linear(ffn_dim, D), Dropout."""
 
     def __init__(self, dim: int, ffn_dim: int, dropout_rate: float, *, rngs: nnx.Rngs):
         self.linear_1 = Linear(dim, ffn_dim, rngs=rngs)
@@ -283,12 +284,12 @@ class SelfBlock(nnx.Module):
         self.dropout_rate = dropout_rate if attention_dropout else 0.0
 
     def __call__(
-        self, x_BxLxD: jax.Array, mask_BxL: jax.Array | None, *, rng: jax.Array | None = None
+        self, x_BxSxD: jax.Array, mask_BxS: jax.Array | None, *, rng: jax.Array | None = None
     ) -> jax.Array:
         r_attn, r_out, r_ffn = split_rng(rng, 3)
-        a_BxLxD = self.attention(x_BxLxD, x_BxLxD, mask_BxL, rng=r_attn)
-        h_BxLxD = self.norm_1(x_BxLxD + dropout(a_BxLxD, self.dropout_rate, r_out))
-        return self.norm_2(h_BxLxD + self.ffn(h_BxLxD, rng=r_ffn))
+        a_BxSxD = self.attention(x_BxSxD, x_BxSxD, mask_BxS, rng=r_attn)
+        h_BxSxD = self.norm_1(x_BxSxD + dropout(a_BxSxD, self.dropout_rate, r_out))
+        return self.norm_2(h_BxSxD + self.ffn(h_BxSxD, rng=r_ffn))
 
 
 class CrossBlock(nnx.Module):
@@ -306,13 +307,13 @@ class CrossBlock(nnx.Module):
     def __call__(
         self,
         q_BxQxD: jax.Array,
-        kv_BxKxD: jax.Array,
-        mask_BxK: jax.Array | None,
+        kv_BxSxD: jax.Array,
+        mask_BxS: jax.Array | None,
         *,
         rng: jax.Array | None = None,
     ) -> jax.Array:
         r_attn, r_ffn = split_rng(rng, 2)
-        h = self.norm_1(self.attention(q_BxQxD, kv_BxKxD, mask_BxK, rng=r_attn))
+        h = self.norm_1(self.attention(q_BxQxD, kv_BxSxD, mask_BxS, rng=r_attn))
         return self.norm_2(h + self.ffn(h, rng=r_ffn))
 
 
@@ -320,7 +321,8 @@ class LSTMLayer(nnx.Module):
     """One torch.nn.LSTM layer; gate blocks in the order input, forget, cell, output.
 
     The two biases are kept apart as in torch (the forward adds them): the parameter count is
-    then the original's, and AdamW moves their sum at the original's speed. Init U(+-1/sqrt(H)).
+    then the original's, and AdamW moves their sum at the original's speed. Init
+    U(+-1/sqrt(hidden)).
     """
 
     def __init__(self, in_features: int, hidden: int, *, rngs: nnx.Rngs):
@@ -330,25 +332,25 @@ class LSTMLayer(nnx.Module):
         self.bias_ih = uniform_param(rngs, (4 * hidden,), bound)
         self.bias_hh = uniform_param(rngs, (4 * hidden,), bound)
 
-    def __call__(self, x_BxTxF: jax.Array) -> jax.Array:
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         hidden = self.kernel_hh.shape[0]
         kernel_hh = self.kernel_hh[...]
         # Input projections of all steps at once; only the recurrence is sequential.
-        gates_in_TxBx4H = jnp.swapaxes(
-            x_BxTxF @ self.kernel_ih[...] + (self.bias_ih[...] + self.bias_hh[...]), 0, 1
+        gates_in_TxBx4D = jnp.swapaxes(
+            x_BxTxD @ self.kernel_ih[...] + (self.bias_ih[...] + self.bias_hh[...]), 0, 1
         )
 
-        def step(carry, gates_in_Bx4H):
-            h_BxH, c_BxH = carry
-            gates = gates_in_Bx4H + h_BxH @ kernel_hh
+        def step(carry, gates_in_Bx4D):
+            h_BxD, c_BxD = carry
+            gates = gates_in_Bx4D + h_BxD @ kernel_hh
             i, f, g, o = jnp.split(gates, 4, axis=-1)
-            c_BxH = jax.nn.sigmoid(f) * c_BxH + jax.nn.sigmoid(i) * jnp.tanh(g)
-            h_BxH = jax.nn.sigmoid(o) * jnp.tanh(c_BxH)
-            return (h_BxH, c_BxH), h_BxH
+            c_BxD = jax.nn.sigmoid(f) * c_BxD + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h_BxD = jax.nn.sigmoid(o) * jnp.tanh(c_BxD)
+            return (h_BxD, c_BxD), h_BxD
 
-        zeros_BxH = jnp.zeros((x_BxTxF.shape[0], hidden), x_BxTxF.dtype)
-        _, h_TxBxH = jax.lax.scan(step, (zeros_BxH, zeros_BxH), gates_in_TxBx4H)
-        return jnp.swapaxes(h_TxBxH, 0, 1)
+        zeros_BxD = jnp.zeros((x_BxTxD.shape[0], hidden), x_BxTxD.dtype)
+        _, h_TxBxD = jax.lax.scan(step, (zeros_BxD, zeros_BxD), gates_in_TxBx4D)
+        return jnp.swapaxes(h_TxBxD, 0, 1)
 
 
 class LSTM(nnx.Module):
@@ -362,8 +364,8 @@ class LSTM(nnx.Module):
             }
         )
 
-    def __call__(self, x_BxTxF: jax.Array) -> jax.Array:
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
         """Top layer's outputs at every step, [B, T, hidden]."""
         for i in range(len(self.layers)):
-            x_BxTxF = self.layers[str(i)](x_BxTxF)
-        return x_BxTxF
+            x_BxTxD = self.layers[str(i)](x_BxTxD)
+        return x_BxTxD

@@ -70,11 +70,11 @@ class Planner(nnx.Module):
         inter: dict[str, jax.Array] | None = None,
     ) -> jax.Array:
         r_route, r_fusion, r_plan = layers.split_rng(rng, 3)
-        route_BxRxD, route_mask_raw = self.route_encoder(route_lanes_BxLxPx3, rng=r_route)
+        route_BxSxD, route_mask_raw = self.route_encoder(route_lanes_BxLxPx3, rng=r_route)
         # Token 0 is always a valid key, so a sample without route lanes still attends somewhere.
         route_mask = route_mask_raw.at[:, 0].set(False)
         route_enc_BxMxD = self.route_fusion(
-            env_encoding_BxMxD, route_BxRxD, route_mask, rng=r_fusion
+            env_encoding_BxMxD, route_BxSxD, route_mask, rng=r_fusion
         )
         both_BxMx2D = jnp.concatenate([env_encoding_BxMxD, route_enc_BxMxD], axis=-1)
         pooled_Bx2D = both_BxMx2D.max(axis=1)
@@ -83,7 +83,7 @@ class Planner(nnx.Module):
         if inter is not None:
             inter.update(
                 {
-                    "planner.route_tokens": route_BxRxD,
+                    "planner.route_tokens": route_BxSxD,
                     "planner.route_mask_raw": route_mask_raw,
                     "planner.route_mask": route_mask,
                     "planner.route_encoding": route_enc_BxMxD,

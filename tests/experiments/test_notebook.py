@@ -36,7 +36,7 @@ def test_notebook_runs_and_its_tracin_values_agree(tiny_scored, monkeypatch):
     finally:
         plt.close("all")
     assert ns["WORKDIR"] == tiny_scored
-    assert ns["g_NxD"].shape == (ns["N_FEW"], ns["n_params"])
+    assert ns["g_NxF"].shape == (ns["N_FEW"], ns["n_params"])
     assert np.all(ns["norms_N"] > 0) and np.all(np.abs(ns["cosines_N"]) <= 1 + 1e-9)
     by_hand = ns["tracin_by_hand"]
     scale = np.max(np.abs(by_hand))

@@ -121,20 +121,20 @@ def test_batch_cosines_equal_explicitly_summed_gradients():
         g = grad(params, jax.tree.map(lambda x: x[i], d))
         return np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]).astype(np.float64)
 
-    g_NxD = np.stack([flat(i, train) for i in range(10)])
+    g_NxF = np.stack([flat(i, train) for i in range(10)])
     g_val = np.mean([flat(j, val) for j in range(5)], axis=0)
-    np.testing.assert_allclose(geo.gram_NxN, g_NxD @ g_NxD.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(geo.dots_N, g_NxD @ g_val, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(geo.gram_NxN, g_NxF @ g_NxF.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(geo.dots_N, g_NxF @ g_val, rtol=1e-5, atol=1e-6)
     idx = np.array([[0, 1, 2], [3, 3, 9], [5, 5, 5], [7, 8, 0]])  # repeats count twice
     want = []
     for batch in idx:
-        s = sum(g_NxD[i] for i in batch)
+        s = sum(g_NxF[i] for i in batch)
         want.append(s @ g_val / (np.linalg.norm(s) * np.linalg.norm(g_val)))
     got = alignment.batch_cosines(idx, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     p = rng.random(10)
     p /= p.sum()
-    s = p @ g_NxD
+    s = p @ g_NxF
     pop = alignment.population_cosine(p, geo.dots_N, geo.gram_NxN, geo.val_sq_norm)
     assert pop == pytest.approx(s @ g_val / (np.linalg.norm(s) * np.linalg.norm(g_val)), rel=1e-5)
     draws = alignment.draw_batches(p, 200, 3, np.random.default_rng(0))

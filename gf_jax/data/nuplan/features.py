@@ -48,18 +48,19 @@ class Window:
     Attributes:
       ego_Tx7: ego rear axle x, y, heading, then vx, vy, ax, ay as recorded (body frame).
       times_T: frame times in seconds (only the past spacing is used: the yaw-rate dt).
-      agents_KxTx7: x, y, heading, vx, vy (global), length, width of each track (box centre).
-      seen_KxT: whether the track is observed at the frame.
-      cls_K: 0 vehicle, 1 pedestrian, 2 bicycle; anything else is ignored.
+      agents_AxTx7: x, y, heading, vx, vy (global), length, width of each track (box centre);
+        A counts the tracks (the ego is not one of them).
+      seen_AxT: whether the track is observed at the frame.
+      cls_A: 0 vehicle, 1 pedestrian, 2 bicycle; anything else is ignored.
       lanes: lane and lane-connector centrelines [P_i, 2]; `lane_tl` their light codes 0..3.
       crosswalks: closed crosswalk rings [P_i, 2]; route: on-route centrelines [P_i, 2].
     """
 
     ego_Tx7: np.ndarray
     times_T: np.ndarray
-    agents_KxTx7: np.ndarray
-    seen_KxT: np.ndarray
-    cls_K: np.ndarray
+    agents_AxTx7: np.ndarray
+    seen_AxT: np.ndarray
+    cls_A: np.ndarray
     lanes: list[np.ndarray]
     lane_tl: list[int]
     crosswalks: list[np.ndarray]
@@ -129,8 +130,8 @@ def _neighbor_arrays(w: Window, o: np.ndarray, oh: float) -> dict[str, np.ndarra
     p = PAST_STEPS - 1
     nb_past = np.zeros((NUM_NEIGHBORS, PAST_STEPS, 11))
     nb_fut = np.zeros((NUM_NEIGHBORS, FUTURE_STEPS, 3))
-    st, seen = np.asarray(w.agents_KxTx7, np.float64), np.asarray(w.seen_KxT, bool)
-    cls = np.asarray(w.cls_K)
+    st, seen = np.asarray(w.agents_AxTx7, np.float64), np.asarray(w.seen_AxT, bool)
+    cls = np.asarray(w.cls_A)
     cand = np.nonzero(seen[:, p] & (cls >= 0) & (cls <= 2))[0] if len(st) else np.zeros(0, int)
     dist = np.linalg.norm(st[cand, p, :2] - o, axis=-1) if len(cand) else np.zeros(0)
     dt = float(np.mean(np.diff(np.asarray(w.times_T, np.float64)[:PAST_STEPS])))

@@ -98,7 +98,7 @@ class NuPlanLog:
         if not np.isfinite(v).all():
             raise DataError(f"{self.path}: ego_pose: non-finite values")
         yaw = quaternion_yaw(v[:, 2], v[:, 3], v[:, 4], v[:, 5])
-        self._ego_Fx7 = np.column_stack([v[:, :2], yaw, v[:, 6:10]])
+        self._ego_Tx7 = np.column_stack([v[:, :2], yaw, v[:, 6:10]])
 
     def _all(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
         try:
@@ -145,7 +145,7 @@ class NuPlanLog:
         """(T, 7) global [x, y, heading, vx, vy, ax, ay] of the rear axle at 10 Hz around the frame:
         pose from its ego_pose row, velocity and acceleration in the body frame as recorded."""
         rows = self.window_rows(self.row(lidar_pc_token_hex), past_s, future_s)
-        return self._ego_Fx7[rows].copy()
+        return self._ego_Tx7[rows].copy()
 
     def _boxes(self, rows: Sequence[int]) -> list[tuple]:
         """lidar_box rows (frame row, track hex, category, x, y, yaw, vx, vy, width, length) of the
@@ -213,8 +213,8 @@ class NuPlanLog:
         return int(np.searchsorted(self.timestamps_us, start, side="left"))
 
     def _agents(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """GameFormer-class tracks over the frames: states_KxTx7 (x, y, heading, vx, vy, length,
-        width), seen_KxT and cls_K, tracks in order of first appearance."""
+        """GameFormer-class tracks over the frames: states_AxTx7 (x, y, heading, vx, vy, length,
+        width), seen_AxT and cls_A, tracks in order of first appearance."""
         index = {int(r): t for t, r in enumerate(rows)}
         tracks: dict[str, int] = {}
         cls: list[int] = []
@@ -227,28 +227,28 @@ class NuPlanLog:
             if k == len(cls):
                 cls.append(AGENT_CLASSES[cat])
             recs.append((k, index[r[0]], r[3:]))
-        states_KxTx7 = np.zeros((len(tracks), len(rows), 7))
-        seen_KxT = np.zeros((len(tracks), len(rows)), bool)
+        states_AxTx7 = np.zeros((len(tracks), len(rows), 7))
+        seen_AxT = np.zeros((len(tracks), len(rows)), bool)
         for k, t, (x, y, yaw, vx, vy, width, length) in recs:
-            states_KxTx7[k, t] = (x, y, yaw, vx, vy, length, width)
-            seen_KxT[k, t] = True
-        return states_KxTx7, seen_KxT, np.array(cls, int)
+            states_AxTx7[k, t] = (x, y, yaw, vx, vy, length, width)
+            seen_AxT[k, t] = True
+        return states_AxTx7, seen_AxT, np.array(cls, int)
 
     def window(self, lidar_pc_token_hex: str, nmap: NuPlanMap, cfg: ExtractConfig) -> Window:
         """Everything the GameFormer recipe needs for the scenario tagged at this frame."""
         rows = self.window_rows(self.present_row(lidar_pc_token_hex))
-        ego_Tx7 = self._ego_Fx7[rows].copy()
-        states_KxTx7, seen_KxT, cls_K = self._agents(rows)
+        ego_Tx7 = self._ego_Tx7[rows].copy()
+        states_AxTx7, seen_AxT, cls_A = self._agents(rows)
         if cfg.float32_globals:  # GameFormer's quantisation of global coordinates
             ego_Tx7[:, :2] = ego_Tx7[:, :2].astype(np.float32)
-            states_KxTx7[..., :2] = states_KxTx7[..., :2].astype(np.float32)
+            states_AxTx7[..., :2] = states_AxTx7[..., :2].astype(np.float32)
         present = _hex(self.tokens[rows[PAST_STEPS - 1]])
         lights = self.traffic_lights(present)  # read at the present frame
         route_ids = self.route_roadblocks(lidar_pc_token_hex)  # the tagged frame's scene
         xy = ego_Tx7[PAST_STEPS - 1, :2]
         lanes, tl, crosswalks, route = nmap.query(xy, lights, route_ids, cfg)
         times_T = self.timestamps_us[rows] * 1e-6
-        return Window(ego_Tx7, times_T, states_KxTx7, seen_KxT, cls_K, lanes, tl, crosswalks, route)
+        return Window(ego_Tx7, times_T, states_AxTx7, seen_AxT, cls_A, lanes, tl, crosswalks, route)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def _av2_map(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 def _tracks(ids: np.ndarray, frame: np.ndarray, n_frames: int, values: np.ndarray):
-    """Per-row values [R, 7] -> per-track states [K, T, 7], seen [K, T], and the track ids."""
+    """Per-row values [rows, 7] -> per-track states [A, T, 7], seen [A, T], and the track ids."""
     uniq, k = np.unique(ids, return_inverse=True)
     st = np.zeros((len(uniq), n_frames, values.shape[1]))
     seen = np.zeros((len(uniq), n_frames), bool)

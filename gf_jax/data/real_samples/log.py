@@ -29,7 +29,7 @@ class Log:
     Attributes:
       name: log or scene id (scenario tokens are `<name>_<frame>`); source: 'av2' or 'nuscenes'.
       ego_Tx3: ego rear axle x, y, heading; ego_ok_T: frames with a valid ego pose.
-      agents_KxTx7: x, y, heading, vx, vy, length, width; seen_KxT; cls_K (0..2, -1 ignored).
+      agents_AxTx7: x, y, heading, vx, vy, length, width; seen_AxT; cls_A (0..2, -1 ignored).
       lanes, crosswalks: centrelines [P, 2] and closed rings [P, 2].
     """
 
@@ -40,9 +40,9 @@ class Log:
     times_T: np.ndarray
     ego_Tx3: np.ndarray
     ego_ok_T: np.ndarray
-    agents_KxTx7: np.ndarray
-    seen_KxT: np.ndarray
-    cls_K: np.ndarray
+    agents_AxTx7: np.ndarray
+    seen_AxT: np.ndarray
+    cls_A: np.ndarray
     lanes: list[np.ndarray]
     crosswalks: list[np.ndarray]
 
@@ -98,7 +98,7 @@ def windows(log: Log, stride: int = DEFAULT_STRIDE) -> Iterator[tuple[int, Windo
         path, path_h = ego[p : sl.stop, :2], ego[p : sl.stop, 2]
         route = [lane for lane in lanes if _driven(lane, path, path_h)]
         yield p, Window(
-            ego[sl], log.times_T[sl], log.agents_KxTx7[:, sl], log.seen_KxT[:, sl], log.cls_K,
+            ego[sl], log.times_T[sl], log.agents_AxTx7[:, sl], log.seen_AxT[:, sl], log.cls_A,
             lanes, [UNKNOWN_TL] * len(lanes), [log.crosswalks[i] for i in np.nonzero(cw_in)[0]],
             route,
         )  # fmt: skip

@@ -12,7 +12,7 @@ from scipy.special import ndtri
 
 
 class Draws:
-    """Uniform numbers [N, K] handed out in fixed-size column blocks.
+    """Uniform numbers [N, D] (D = `size` columns) handed out in fixed-size column blocks.
 
     Args:
       seed: the generation seed.
@@ -22,7 +22,7 @@ class Draws:
     """
 
     def __init__(self, seed: int, index: np.ndarray, attempt: int = 0, size: int = 4096):
-        self.u_NxK = (
+        self.u_NxD = (
             np.stack(
                 [
                     np.random.default_rng([int(seed), int(i), int(attempt)]).random(size)
@@ -36,15 +36,15 @@ class Draws:
 
     @property
     def n(self) -> int:
-        return self.u_NxK.shape[0]
+        return self.u_NxD.shape[0]
 
     def uniform(self, lo: float | np.ndarray = 0.0, hi: float | np.ndarray = 1.0, shape=()):
         """U(lo, hi) of shape [N, *shape]; lo/hi broadcast against it."""
         shape = tuple(np.atleast_1d(shape)) if shape != () else ()
         k = int(np.prod(shape)) if shape else 1
-        if self.cursor + k > self.u_NxK.shape[1]:
+        if self.cursor + k > self.u_NxD.shape[1]:
             raise RuntimeError("world draws exhausted; raise Draws size")
-        u = self.u_NxK[:, self.cursor : self.cursor + k].reshape((self.n, *shape))
+        u = self.u_NxD[:, self.cursor : self.cursor + k].reshape((self.n, *shape))
         self.cursor += k
         lo = _expand(lo, u.ndim)
         hi = _expand(hi, u.ndim)
@@ -59,9 +59,10 @@ class Draws:
             p, 1 + len(np.atleast_1d(shape)) if shape != () else 1
         )
 
-    def choice(self, probs_NxC: np.ndarray) -> np.ndarray:
-        """One category per scenario from per-scenario probabilities [N, C] (need not be normalised)."""
-        p = np.asarray(probs_NxC, float)
+    def choice(self, probs_NxD: np.ndarray) -> np.ndarray:
+        """One category per scenario from per-scenario probabilities [N, D] over D categories (need
+        not be normalised)."""
+        p = np.asarray(probs_NxD, float)
         c = np.cumsum(p, axis=1)
         u = self.uniform() * c[:, -1]
         return np.minimum((u[:, None] >= c).sum(1), p.shape[1] - 1)

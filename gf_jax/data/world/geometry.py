@@ -19,9 +19,9 @@ def left_normal(angle: np.ndarray) -> np.ndarray:
     return np.stack([-np.sin(angle), np.cos(angle)], axis=-1)
 
 
-def bezier(p0, p1, p2, p3, t_K: np.ndarray) -> np.ndarray:
-    """Cubic Bezier points [..., K, 2] for control points [..., 2] at parameters [K]."""
-    t = t_K[:, None]
+def bezier(p0, p1, p2, p3, t_P: np.ndarray) -> np.ndarray:
+    """Cubic Bezier points [..., P, 2] for control points [..., 2] at parameters [P]."""
+    t = t_P[:, None]
     u = 1 - t
     out = (u * u * u) * p0[..., None, :]
     out += (3 * u * u * t) * p1[..., None, :]
@@ -50,41 +50,41 @@ def turn_controls(p0, d0, p3, d3):
 
 
 def cumulative_length(xy: np.ndarray) -> np.ndarray:
-    """Arc length at each vertex [..., K] of polylines [..., K, 2] (0 at the first)."""
+    """Arc length at each vertex [..., P] of polylines [..., P, 2] (0 at the first)."""
     seg = np.linalg.norm(np.diff(xy, axis=-2), axis=-1)
     return np.concatenate([np.zeros((*seg.shape[:-1], 1)), np.cumsum(seg, axis=-1)], axis=-1)
 
 
-def resample_at(xy_MxKx2: np.ndarray, s_MxS: np.ndarray) -> np.ndarray:
-    """Points at arc lengths s [M, S] along polylines [M, K, 2+]; beyond the ends it extrapolates
-    along the first/last segment. Channels after x, y (e.g. a curve parameter) are interpolated
-    alike. One flattened searchsorted for the whole batch."""
-    m, k, _ = xy_MxKx2.shape
-    c = cumulative_length(xy_MxKx2[..., :2])  # [M, K]
-    span = c[:, -1:] + np.abs(s_MxS).max(initial=0.0) + 10.0
+def resample_at(xy_LxPx2: np.ndarray, s_LxPs: np.ndarray) -> np.ndarray:
+    """Points at arc lengths s [L, Ps] (Ps: the sampled points) along polylines [L, P, 2+]; beyond
+    the ends it extrapolates along the first/last segment. Channels after x, y (e.g. a curve
+    parameter) are interpolated alike. One flattened searchsorted for the whole batch."""
+    n_lines, n_points, _ = xy_LxPx2.shape
+    c = cumulative_length(xy_LxPx2[..., :2])  # [L, P]
+    span = c[:, -1:] + np.abs(s_LxPs).max(initial=0.0) + 10.0
     offs = np.cumsum(np.concatenate([[0.0], (2 * span[:-1, 0] + 10.0)]))[:, None]
     flat_c = (c + offs).ravel()
-    q = np.clip(s_MxS, -span + 1e-3, span) + offs
-    j = np.searchsorted(flat_c, q.ravel(), side="right").reshape(s_MxS.shape) - 1
-    row = np.arange(m)[:, None] * k
-    j = np.clip(j - row, 0, k - 2) + row  # flat index of the segment start
+    q = np.clip(s_LxPs, -span + 1e-3, span) + offs
+    j = np.searchsorted(flat_c, q.ravel(), side="right").reshape(s_LxPs.shape) - 1
+    row = np.arange(n_lines)[:, None] * n_points
+    j = np.clip(j - row, 0, n_points - 2) + row  # flat index of the segment start
     c_flat = c.ravel()
     c0, c1 = c_flat[j], c_flat[j + 1]
-    t = (s_MxS - c0) / np.maximum(c1 - c0, 1e-9)
-    pts = xy_MxKx2.reshape(m * k, -1)
+    t = (s_LxPs - c0) / np.maximum(c1 - c0, 1e-9)
+    pts = xy_LxPx2.reshape(n_lines * n_points, -1)
     p0, p1 = pts[j], pts[j + 1]
     return p0 + t[..., None] * (p1 - p0)
 
 
-def polyline_pose(xy_MxKx2: np.ndarray, s_MxS: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points [M, S, 2] at arc lengths s along polylines [M, K, 2] (clamped to the ends) and the
-    heading of the segment each lies on [M, S]."""
-    m, k, _ = xy_MxKx2.shape
-    c = cumulative_length(xy_MxKx2)
-    s = np.clip(s_MxS, 0.0, c[:, -1:])
-    j = (c[:, None, 1:-1] <= s[..., None]).sum(-1)  # segment index [M, S]
-    row = np.arange(m)[:, None] * k
-    pts = xy_MxKx2.reshape(m * k, 2)
+def polyline_pose(xy_LxPx2: np.ndarray, s_LxPs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points [L, Ps, 2] at arc lengths s [L, Ps] along polylines [L, P, 2] (clamped to the ends)
+    and the heading of the segment each lies on [L, Ps]."""
+    n_lines, n_points, _ = xy_LxPx2.shape
+    c = cumulative_length(xy_LxPx2)
+    s = np.clip(s_LxPs, 0.0, c[:, -1:])
+    j = (c[:, None, 1:-1] <= s[..., None]).sum(-1)  # segment index [L, Ps]
+    row = np.arange(n_lines)[:, None] * n_points
+    pts = xy_LxPx2.reshape(n_lines * n_points, 2)
     p0, p1 = pts[row + j], pts[row + j + 1]
     c0, c1 = c.ravel()[row + j], c.ravel()[row + j + 1]
     t = (s - c0) / np.maximum(c1 - c0, 1e-9)
