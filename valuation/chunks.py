@@ -52,16 +52,6 @@ class Chunk:
     start: int
     n_valid: int
 
-    @property
-    def weight_C(self) -> jax.Array:
-        """Old name of `weight_B` (experiments/ still reads it)."""
-        return self.weight_B
-
-    @property
-    def index_C(self) -> jax.Array:
-        """Old name of `index_B` (experiments/ still reads it)."""
-        return self.index_B
-
 
 def iter_chunks(data: Data, chunk_size: int, mesh: Mesh) -> Iterator[Chunk]:
     """Chunks of exactly `chunk_size` examples (use `chunk_size_for`) split over `mesh`."""
