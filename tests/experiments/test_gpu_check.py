@@ -17,12 +17,15 @@ def _positive_finite(x: float) -> bool:
     return isinstance(x, int | float) and math.isfinite(x) and x > 0
 
 
-# Mostly XLA compiles of the tiny model: train step, eval step and four valuation kernels.
+# Mostly XLA compiles of the tiny model: train step, eval step and four valuation kernels. The
+# session's tiny workdir compiles the same train/eval steps and jvp kernel (same shapes: batch 16,
+# chunk 32), so asking for it first turns those compiles into cache hits here.
 @pytest.mark.slow
+@pytest.mark.usefixtures("tiny_scored")
 def test_gpu_check_tiny_runs_every_section(tmp_path):
     out = tmp_path / "gpu_check.json"
     argv = ["--preset", "tiny", "--n-train", "32", "--n-val", "16", "--steps", "3",
-            "--loop-n", "8", "--chunk", "16", "--budget-s", "600",
+            "--loop-n", "8", "--chunk", "32", "--budget-s", "600",
             "--data-root", str(tmp_path / "data"), "--out", str(out)]  # fmt: skip
     returned = gpu_check.main(argv)
     record = json.loads(out.read_text())
