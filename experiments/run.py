@@ -97,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--overwrite", action="store_true", help="replace a finished run of this name")
     o.add_argument("--quiet", action="store_true", help="no progress bars")
+    o.add_argument(
+        "--refuse-stale-scores",
+        action="store_true",
+        help="stop with an error, instead of recomputing, when the score file is unreadable or "
+        "no longer matches the training set or scoring recipe",
+    )
     return p  # fmt: skip
 
 
@@ -118,7 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     layout = Layout(args.workdir)
     try:
-        result = stages.run(cfg, layout, overwrite=args.overwrite, progress=not args.quiet)
+        result = stages.run(
+            cfg,
+            layout,
+            overwrite=args.overwrite,
+            progress=not args.quiet,
+            refuse_stale_scores=args.refuse_stale_scores,
+        )
     except (stages.RunError, DataError, train.TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -29,6 +29,7 @@ from gf_jax import train
 from gf_jax.config import Preset, to_dict
 from gf_jax.data import store
 from gf_jax.data.schema import ScenarioSet
+from valuation.scores import ScoreFileError
 
 
 class RunError(RuntimeError):
@@ -120,9 +121,17 @@ def reference_run(
 
 
 def scores_for(
-    cfg: RunConfig, preset: Preset, splits: dict[str, ScenarioSet], layout: Layout, *, progress
+    cfg: RunConfig,
+    preset: Preset,
+    splits: dict[str, ScenarioSet],
+    layout: Layout,
+    *,
+    progress: bool,
+    refuse_stale_scores: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], Path | None]:
-    """All scores the method needs (plus the rest of its file), from cache when possible."""
+    """All scores the method needs (plus the rest of its file), from cache when the file still
+    fits the training set and recipe; a stale or unreadable file is said and recomputed, or with
+    `refuse_stale_scores` a RunError."""
     if not cfg.uses_scores:
         return {}, {}, None
     if not cfg.needs_reference:
@@ -130,11 +139,22 @@ def scores_for(
         return named, {"kind": "model-free", "random_seed": cfg.seed}, None
     reference = reference_run(cfg, splits, layout, progress=progress)
     path, which = scoring.score_file(cfg, preset, layout)
+    recipe = scoring.recipe(cfg, preset, resolve_preset(cfg, seed=REFERENCE_SEED))
+    args = (cfg, path, splits["train"], recipe, which)
     if path.exists():
-        print(f"scores: cache hit at {path}")
-    else:
-        scoring.compute(cfg, preset, splits, reference, path, which)
-    named, desc = scoring.load(cfg, path)
+        try:
+            named, desc = scoring.load_checked(*args)
+            print(f"scores: cache hit at {path}")
+            return named, desc, path
+        except ScoreFileError as e:
+            if refuse_stale_scores:
+                raise RunError(f"scores: {e}; not recomputed (--refuse-stale-scores)") from None
+            print(f"scores: {e}; recomputing")
+    scoring.compute(cfg, preset, splits, reference, path, which, recipe=recipe)
+    try:
+        named, desc = scoring.load_checked(*args)
+    except ScoreFileError as e:  # e.g. a model whose scores overflow: never loop on it
+        raise RunError(f"scores: {e} (just computed)") from None
     return named, desc, path
 
 
@@ -163,8 +183,17 @@ def corrupted_mass(sampling: Any, corrupted_N: np.ndarray, epochs: int) -> list[
     return [float(c[np.asarray(sampling)].mean())] * epochs if len(c) else []
 
 
-def run(cfg: RunConfig, layout: Layout, *, overwrite: bool = False, progress: bool = True) -> dict:
-    """Every stage for one method and seed; returns the result dict also written to disk."""
+def run(
+    cfg: RunConfig,
+    layout: Layout,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    refuse_stale_scores: bool = False,
+) -> dict:
+    """Every stage for one method and seed; returns the result dict also written to disk.
+
+    `refuse_stale_scores`: a score file that no longer fits is an error, not recomputed."""
     preset = resolve_preset(cfg)
     print(
         f"run: {cfg.run_name} seed {cfg.seed} | preset {preset.name} | data "
@@ -172,7 +201,9 @@ def run(cfg: RunConfig, layout: Layout, *, overwrite: bool = False, progress: bo
     )
     t0 = time.perf_counter()
     splits = store.load_splits(preset.data, root=layout.data, verbose=True)
-    named, score_desc, score_path = scores_for(cfg, preset, splits, layout, progress=progress)
+    named, score_desc, score_path = scores_for(
+        cfg, preset, splits, layout, progress=progress, refuse_stale_scores=refuse_stale_scores
+    )
     sampling, sampling_desc = sampling_for(cfg, preset, named, len(splits["train"]))
     extra_config = {
         "method": cfg.method,

@@ -6,7 +6,8 @@ All functions take and return numpy arrays [N] (float64). Conventions:
   hybrid; not in the released code).
 - `min_max` matches the released code: (s - min) / (max - min + 1e-10).
 - Score files `runs/scores/<name>.npz` hold one array per score, `token` [N] and a JSON string
-  `metadata`; they are written atomically.
+  `metadata`; they are written atomically. A file that cannot be read (truncated, not an .npz,
+  pickled objects) raises `ScoreFileError`, one line naming the file.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,15 @@ import numpy as np
 import scipy.stats
 
 from gf_jax import atomic
+from gf_jax.data.schema import DataError
 from valuation import grads
 from valuation.grads import DEFAULT_CHUNK, Data, LossFn, Params
 
 METADATA_KEY = "_metadata"
+
+
+class ScoreFileError(DataError):
+    """A score file that cannot be used; the message is one line starting with the file's path."""
 
 
 def loss_scores(
@@ -138,10 +145,27 @@ def save_scores(
 
 
 def load_scores(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """(name -> scores, metadata) of a file written by `save_scores` (tokens under `token`)."""
-    with np.load(path, allow_pickle=False) as z:
-        named = {k: z[k] for k in z.files if k != METADATA_KEY}
-        metadata = json.loads(str(z[METADATA_KEY])) if METADATA_KEY in z.files else {}
+    """(name -> scores, metadata) of a file written by `save_scores` (tokens under `token`).
+
+    A missing file raises FileNotFoundError; any other unreadable file `ScoreFileError`.
+    """
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
+            named = {k: z[k] for k in z.files if k != METADATA_KEY}
+            metadata = json.loads(str(z[METADATA_KEY])) if METADATA_KEY in z.files else {}
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        # Truncated or partial copies surface as BadZipFile/EOFError; pickles as ValueError.
+        reason = " ".join(str(e).split()) or type(e).__name__
+        if "pickle" in reason or "Object arrays" in reason:
+            reason = "it holds pickled objects, which are refused"
+        raise ScoreFileError(f"{path}: unreadable score file ({reason})") from None
+    if not isinstance(metadata, dict):
+        raise ScoreFileError(f"{path}: unreadable score file (its metadata is not a JSON object)")
     return named, metadata
 
 
