@@ -26,6 +26,7 @@ from experiments.layout import REFERENCE_SEED, Layout
 from experiments.runconfig import RunConfig
 from gf_jax import config as gf_config
 from gf_jax import train
+from gf_jax.checkpoint import CheckpointStore
 from gf_jax.config import Preset, to_dict
 from gf_jax.data import store
 from gf_jax.data.schema import ScenarioSet
@@ -108,12 +109,20 @@ def reference_run(
     """Uniform training with seed 0, every epoch kept: the checkpoints TracIn sums over."""
     ref = resolve_preset(cfg, seed=REFERENCE_SEED)
     workdir = layout.reference(cfg.data, cfg.noise)
+    # A finished reference without its checkpoints (small files copied from another machine)
+    # cannot be scored: train it again rather than fail inside the scoring stage.
+    stripped = (workdir / "result.json").exists() and not CheckpointStore(
+        workdir / "checkpoints", keep_all=True
+    ).epochs()
+    if stripped:
+        print(f"reference: {workdir} holds a finished run without checkpoints; retraining it")
     train_or_reuse(
         ref,
         splits,
         workdir,
         extra_config={"method": "reference"},
         keep_all=True,
+        overwrite=stripped,
         progress=progress,
         label="reference",
     )
@@ -137,7 +146,6 @@ def scores_for(
     if not cfg.needs_reference:
         named = scoring.model_free_scores(cfg, splits["train"])
         return named, {"kind": "model-free", "random_seed": cfg.seed}, None
-    reference = reference_run(cfg, splits, layout, progress=progress)
     path, which = scoring.score_file(cfg, preset, layout)
     recipe = scoring.recipe(cfg, preset, resolve_preset(cfg, seed=REFERENCE_SEED))
     args = (cfg, path, splits["train"], recipe, which)
@@ -150,6 +158,9 @@ def scores_for(
             if refuse_stale_scores:
                 raise RunError(f"scores: {e}; not recomputed (--refuse-stale-scores)") from None
             print(f"scores: {e}; recomputing")
+    # The reference is needed only to compute: a valid score file (e.g. committed with a sweep's
+    # small files) is used without the reference's checkpoints.
+    reference = reference_run(cfg, splits, layout, progress=progress)
     scoring.compute(cfg, preset, splits, reference, path, which, recipe=recipe)
     try:
         named, desc = scoring.load_checked(*args)

@@ -144,3 +144,21 @@ def test_unreadable_files_raise_one_line_naming_them(tmp_path):
     np.savez(pickled, a=np.array([{"x": 1}], dtype=object))
     with pytest.raises(scores.ScoreFileError, match="pickled objects, which are refused"):
         scores.load_scores(pickled)
+
+
+@pytest.mark.usefixtures("fast_valuation_compile")
+def test_small_files_without_checkpoints_need_no_reference_until_scores_are_missing(
+    tiny_scored, tmp_path, capsys
+):
+    cfg, preset, splits, layout, path = _setup(tiny_scored, tmp_path)
+    reference = layout.reference()
+    shutil.rmtree(reference / "checkpoints")  # as committed: result.json and logs only
+    stages.scores_for(cfg, preset, splits, layout, progress=False)
+    assert "scores: cache hit" in capsys.readouterr().out
+    assert not (reference / "checkpoints").exists()  # the valid file needed no reference
+    path.unlink()
+    named, _, _ = stages.scores_for(cfg, preset, splits, layout, progress=False)
+    out = capsys.readouterr().out
+    assert f"reference: {reference} holds a finished run without checkpoints; retraining" in out
+    assert (reference / "checkpoints" / "epoch_001").is_dir() and path.exists()
+    assert len(named["tracin"]) == len(splits["train"])
