@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+from experiments.layout import Layout
 from gf_jax import atomic, train
 from gf_jax.config import PRESETS, Preset, scaled_milestones
 from gf_jax.data import store
@@ -83,14 +84,14 @@ SETTINGS: list[Setting] = [
 
 
 def setting_dir(workdir: str | Path, s: Setting) -> Path:
-    return Path(workdir) / "learning_curve" / s.name
+    return Layout(workdir).learning_curves / s.name
 
 
 def train_setting(s: Setting, workdir: str | Path, *, progress: bool = True) -> dict:
     """Trains (or resumes, or reuses) one setting's run; returns its result dict."""
     preset = s.preset()
     root = Path(workdir)
-    splits = store.load_splits(preset.data, root=root / "data", verbose=True)
+    splits = store.load_splits(preset.data, root=Layout(root).data, verbose=True)
     out = setting_dir(root, s)
     print(f"learning curve {s.name}: {preset.train.epochs} epochs -> {out}")
     fit = train.fit(
@@ -161,10 +162,10 @@ def collect(settings: list[Setting], workdir: str | Path, out: str | Path | None
     from experiments.figures.learning import learning_curves
     from gf_jax import baselines
 
-    out_dir = Path(out) if out else Path(workdir) / "learning_curve"
+    out_dir = Path(out) if out else Layout(workdir).learning_curves
     curves = [c for s in settings if (c := read_curve(s, workdir)) is not None]
     preset = settings[0].preset()
-    val = store.load_split(preset.data, "val", root=Path(workdir) / "data", progress=False)
+    val = store.load_split(preset.data, "val", root=Layout(workdir).data, progress=False)
     base = baselines.evaluate(val, preset.model.neighbors)
     path = atomic.write_json(
         out_dir / "curves.json",

@@ -114,18 +114,11 @@ def compute(
     print(f"scores: done in {desc['total_seconds']:.1f} s")
 
 
-def load(cfg: RunConfig, path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The file's scores, with the metadata composite `cfg` asks for applied (no checks)."""
-    from valuation import scores
-
-    named, desc = scores.load_scores(path)
-    return _with_composite(cfg, named), desc
-
-
 def load_checked(
     cfg: RunConfig, path: Path, train: ScenarioSet, recipe: str, which: tuple[str, ...]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """`load`, after checking that the file fits `train` and `recipe`; raises
+    """The file's scores, with the metadata composite `cfg` asks for applied, after checking
+    that the file fits `train` and `recipe`; raises
     `valuation.scores.ScoreFileError` ("PATH: problem") when it is unreadable or stale."""
     from valuation import scores
 
