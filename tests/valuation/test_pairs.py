@@ -18,20 +18,11 @@ def _close(a, b, rel=1e-5):
     np.testing.assert_allclose(a, b, rtol=rel, atol=rel * np.max(np.abs(b)))
 
 
-def flat_grads(loss_fn, params, data) -> np.ndarray:
-    """[N, F] float64 per-example gradients by a loop over jax.grad (the reference)."""
-    grad = jax.jit(jax.grad(loss_fn))
-    n = len(jax.tree.leaves(data)[0])
-    rows = [grad(params, jax.tree.map(lambda a, i=i: a[i], data)) for i in range(n)]
-    flat = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in rows]
-    return np.stack(flat).astype(np.float64)
-
-
 def reference(ckpts, train, val, *, cosine=False) -> np.ndarray:
     """sum_k lr_k s(g_i, g_j) in float64 from explicit gradients."""
     out = 0.0
     for params, lr in ckpts:
-        g_train, g_val = flat_grads(LOSS, params, train), flat_grads(LOSS, params, val)
+        g_train, g_val = h.flat_grads(LOSS, params, train), h.flat_grads(LOSS, params, val)
         if cosine:
             g_train /= np.linalg.norm(g_train, axis=1, keepdims=True)
             g_val /= np.linalg.norm(g_val, axis=1, keepdims=True)
@@ -125,7 +116,7 @@ def test_gaussian_projection_within_the_johnson_lindenstrauss_error(mlp):
     params, _ = ckpts[0]
     dim = 1024
     got = pairs.score_matrix(LOSS, [(params, 1.0)], train, val, dim=dim, key=jax.random.key(2))
-    g_train, g_val = flat_grads(LOSS, params, train), flat_grads(LOSS, params, val)
+    g_train, g_val = h.flat_grads(LOSS, params, train), h.flat_grads(LOSS, params, val)
     scale = np.outer(np.linalg.norm(g_train, axis=1), np.linalg.norm(g_val, axis=1))
     err = np.abs(got - g_train @ g_val.T) / scale
     # As in test_projection: per pair SD <= s = sqrt(2/d); the mean of 91 |errors| stays below

@@ -35,25 +35,17 @@ def wide_data(n: int, seed: int = 0) -> dict:
     }
 
 
-def flat_grads(loss_fn, params, data) -> np.ndarray:
-    """[N, F] float64 per-example gradients by a loop over jax.grad (the reference)."""
-    grad = jax.jit(jax.grad(loss_fn))
-    n = len(jax.tree.leaves(data)[0])
-    rows = [grad(params, jax.tree.map(lambda a, i=i: a[i], data)) for i in range(n)]
-    return np.stack([np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in rows])
-
-
 @pytest.fixture(scope="module")
 def mlp():
     params = h.mlp_params(1)
     data = h.mlp_data(11, 5)
-    return params, data, flat_grads(h.mlp_loss_nodrop, params, data).astype(np.float64)
+    return params, data, h.flat_grads(h.mlp_loss_nodrop, params, data).astype(np.float64)
 
 
 @pytest.fixture(scope="module")
 def wide():
     params, data = wide_params(0), wide_data(12, 3)
-    return params, data, flat_grads(wide_loss, params, data).astype(np.float64)
+    return params, data, h.flat_grads(wide_loss, params, data).astype(np.float64)
 
 
 def test_rows_are_the_gradients_times_one_fixed_matrix(mlp):

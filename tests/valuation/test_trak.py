@@ -13,15 +13,6 @@ EPS32 = np.finfo(np.float32).eps
 D_X, D_Y = 6, 4  # linear model: F = 6 * 4 + 4 = 28 parameters
 
 
-def flat_grads(loss_fn, params, data) -> np.ndarray:
-    """[N, F] float64 per-example gradients by a loop over jax.grad (the reference)."""
-    grad = jax.jit(jax.grad(loss_fn))
-    n = len(jax.tree.leaves(data)[0])
-    rows = [grad(params, jax.tree.map(lambda a, i=i: a[i], data)) for i in range(n)]
-    flat = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in rows]
-    return np.stack(flat).astype(np.float64)
-
-
 def direct_tau(phi_NxF, phi_JxF, lam) -> np.ndarray:
     """phi_j^T (Phi^T Phi + lambda I)^-1 phi_i by np.linalg.solve: [N, J]."""
     gram = phi_NxF.T @ phi_NxF + lam * np.eye(phi_NxF.shape[1])
@@ -62,8 +53,8 @@ def test_matches_numpy_with_the_same_projection(mlp, damping):
     for m, params in enumerate(models):
         # Model m is projected with fold_in(key, m); R materialised from unit vectors.
         r = projection.materialise(params, dim=dim, key=jax.random.fold_in(key, m))
-        phi_train = flat_grads(h.mlp_loss_nodrop, params, train) @ r
-        phi_val = flat_grads(h.mlp_loss_nodrop, params, val) @ r
+        phi_train = h.flat_grads(h.mlp_loss_nodrop, params, train) @ r
+        phi_val = h.flat_grads(h.mlp_loss_nodrop, params, val) @ r
         gram = phi_train.T @ phi_train
         lam = 1e-3 * np.trace(gram) / dim if damping is None else damping
         conds.append(np.linalg.cond(gram + lam * np.eye(dim)))
@@ -115,8 +106,8 @@ def test_full_dimension_orthogonal_without_damping_is_the_gradient_kernel():
     want, conds = 0.0, []
     for params in models:
         g_train, g_val = (
-            flat_grads(linear_loss, params, train),
-            flat_grads(linear_loss, params, val),
+            h.flat_grads(linear_loss, params, train),
+            h.flat_grads(linear_loss, params, val),
         )
         gram = g_train.T @ g_train
         conds.append(np.linalg.cond(gram))

@@ -83,3 +83,12 @@ def quadratic(dim: int = 6, seed: int = 0, eig=(0.5, 10.0)):
     data = {"a": rng.normal(size=(12, dim)).astype(np.float32)}
     params = {"x": jnp.asarray(rng.normal(size=dim), jnp.float32)}
     return loss, s, params, data
+
+
+def flat_grads(loss_fn, params, data) -> np.ndarray:
+    """[N, F] float64 per-example gradients by a loop over jax.grad (the reference)."""
+    grad = jax.jit(jax.grad(loss_fn))
+    n = len(jax.tree.leaves(data)[0])
+    rows = [grad(params, jax.tree.map(lambda a, i=i: a[i], data)) for i in range(n)]
+    flat = [np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)]) for g in rows]
+    return np.stack(flat).astype(np.float64)
