@@ -23,6 +23,7 @@ from typing import Any
 
 REFERENCE_SEED = 0
 RESULT = "result.json"
+CONFIG = "config.json"
 
 
 def digest(obj: Any) -> str:
