@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from curriculum import sampler, schedule
+from gf_jax import cli
 from gf_jax.config import PRESETS
 from valuation import checkpoints
 
@@ -21,7 +22,7 @@ METHODS = ("uniform", "metadata", "tracin", "hybrid", "loss", "lissa", "random")
 DEFAULT_QUARTILE_WEIGHTS = (2.0, 1.0, 0.5, 0.25)
 
 
-class ConfigError(ValueError):
+class ConfigError(cli.UsageError):
     """An option value that cannot make a run; the message names the flag."""
 
 
