@@ -36,6 +36,8 @@ META_FILE = "gf_jax_meta.json"
 # Key order of GameFormer-Planner's saved dicts.
 FILE_KEYS = ("map_name", "token", *ARRAY_KEYS)
 _CITY_OF_MAP = {v: k for k, v in CITY_MAP_NAMES.items()}
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 def city_of_map(map_name: str) -> str:
@@ -46,21 +48,22 @@ def city_of_map(map_name: str) -> str:
 def read_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str, str]:
     """One scenario: (arrays without batch axis, map_name, token). Raises DataError naming the file."""
     path = Path(path)
+    _check_is_zip(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
             missing = [k for k in ARRAY_KEYS if k not in names]
             if missing:
                 raise DataError(f"{path}: {missing[0]}: missing key")
-            arrays = {k: z[k] for k in ARRAY_KEYS}
-            map_name = str(z["map_name"]) if "map_name" in names else ""
-            token = str(z["token"]) if "token" in names else ""
+            arrays = {k: _member(z, k, path) for k in ARRAY_KEYS}
+            map_name = str(_member(z, "map_name", path)) if "map_name" in names else ""
+            token = str(_member(z, "token", path)) if "token" in names else ""
     except DataError:
         raise
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
-        # ValueError also covers object arrays that would need pickle.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path}: unreadable npz ({reason})") from e
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{path}: unreadable npz (truncated or corrupt zip archive: {e})") from e
+    except (EOFError, OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: unreadable npz ({_reason(e)})") from e
     if not map_name or not token:
         stem_map, _, stem_token = path.stem.rpartition("_")
         map_name, token = map_name or stem_map, token or stem_token
@@ -71,14 +74,58 @@ def read_file(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], str, str]
     return arrays, map_name, token
 
 
+def _reason(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _check_is_zip(path: Path) -> None:
+    """Refuses a file that is not a zip archive by its first bytes, so garbage is called garbage
+    (np.load would otherwise take it for a pickle and say "pickled data")."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(_NPY_MAGIC))
+    except OSError as e:
+        raise DataError(f"{path}: unreadable npz ({e.strerror or _reason(e)})") from e
+    if head.startswith(_ZIP_MAGIC):
+        return
+    what = (
+        "the file is empty"
+        if not head
+        else "it is a single .npy array"
+        if head.startswith(_NPY_MAGIC)
+        else "garbage bytes or another format"
+    )
+    raise DataError(f"{path}: unreadable npz (not an npz/zip archive: {what})")
+
+
+def _member(z: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of an open npz; object arrays are refused as pickles, never loaded."""
+    try:
+        return z[key]
+    except ValueError as e:
+        if "allow_pickle" not in str(e):
+            raise
+        raise DataError(
+            f"{path}: unreadable npz ({key}: contains pickled objects, never loaded)"
+        ) from e
+
+
 def list_files(folder: str | os.PathLike) -> list[Path]:
-    """The scenario files of a folder, sorted by name. Raises DataError if there are none."""
+    """The scenario files of a folder, sorted by name. Raises DataError if there are none, or if a
+    `*.npz` is a symlink to nothing (named, instead of a FileNotFoundError later)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: not a folder")
     files = sorted(p for p in folder.glob("*.npz") if not p.name.startswith("."))
     if not files:
         raise DataError(f"{folder}: no .npz scenario files")
+    dangling = [p for p in files if p.is_symlink() and not p.exists()]
+    if dangling:
+        more = f"; and {len(dangling) - 1} more in {folder}" if len(dangling) > 1 else ""
+        raise DataError(
+            f"{dangling[0]}: dangling symlink (its target {os.readlink(dangling[0])} does not "
+            f"exist){more}"
+        )
     return files
 
 
@@ -95,9 +142,14 @@ def read_folder(
     n = len(files)
     out = {k: np.empty((n, *shape), DTYPE) for k, (shape, _) in LAYOUT.items()}
     names = np.empty((2, n), dtype=object)
+    errors: list[str | None] = [None] * n  # every bad file is reported, not only the first
 
     def load(i: int) -> None:
-        arrays, names[0, i], names[1, i] = read_file(files[i])
+        try:
+            arrays, names[0, i], names[1, i] = read_file(files[i])
+        except DataError as e:
+            errors[i] = str(e)
+            return
         for k in ARRAY_KEYS:
             out[k][i] = arrays[k]
 
@@ -107,6 +159,9 @@ def read_folder(
             jobs = tqdm(jobs, total=n, desc=f"reading {folder.name}", unit="scn")
         for _ in jobs:
             pass
+    bad = [e for e in errors if e is not None]
+    if bad:
+        raise DataError(_summary(folder, bad, n))
 
     map_name, token = names[0].astype(str), names[1].astype(str)
     meta = empty_meta(n, map_name=map_name, token=token)
@@ -124,6 +179,16 @@ def read_folder(
     return ScenarioSet(out, meta, str(folder))
 
 
+def _summary(folder: Path, errors: list[str], n: int, show: int = 3) -> str:
+    """One line for the bad files of a folder: the first `show` messages and a count of the rest."""
+    if len(errors) == 1:
+        return errors[0]
+    prefix = f"{folder}{os.sep}"
+    shown = "; ".join(e.removeprefix(prefix) for e in errors[:show])
+    more = f"; and {len(errors) - show} more" if len(errors) > show else ""
+    return f"{folder}: {len(errors)} of {n} scenario files are bad: {shown}{more}"
+
+
 def _set_str(a: np.ndarray, i: int, value: str) -> np.ndarray:
     # Fixed-width str arrays truncate on assignment; widen when needed.
     if len(value) > a.dtype.itemsize // 4:
@@ -133,17 +198,40 @@ def _set_str(a: np.ndarray, i: int, value: str) -> np.ndarray:
 
 
 def read_sidecar(folder: Path) -> dict[str, dict]:
-    """The folder's metadata sidecar (file name -> metadata; {} if there is none)."""
+    """The folder's metadata sidecar (file name -> metadata; {} if there is none), checked."""
     path = folder / META_FILE
     if not path.exists():
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise DataError(f"{path}: unreadable metadata ({e})") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: unreadable metadata ({_reason(e)})") from e
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object of file name -> metadata")
+    for name, entry in data.items():
+        _check_entry(path, name, entry)
     return data
+
+
+def _check_entry(path: Path, name: str, entry: object) -> None:
+    """A sidecar entry is an object whose known fields have the right JSON types."""
+    if not isinstance(entry, dict):
+        raise DataError(
+            f"{path}: entry {name!r} is {_json_type(entry)}, expected an object of metadata"
+        )
+    for key, kind in (("city", str), ("scenario_type", str), ("corrupted", bool)):
+        if key in entry and not isinstance(entry[key], kind):
+            raise DataError(
+                f"{path}: entry {name!r}: {key} is {_json_type(entry[key])}, expected "
+                f"{_json_type(kind())}"
+            )
+
+
+def _json_type(value: object) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number" if isinstance(value, (int, float)) else "unknown")
 
 
 def file_name(map_name: str, token: str) -> str:

@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from gf_jax import cli
 from gf_jax.config import CITY_MIX_NUPLAN
 from gf_jax.data.schema import (
     ARRAY_KEYS,
     CITIES,
     CITY_MAP_NAMES,
     LAYOUT,
-    DataError,
     ScenarioSet,
     empty_meta,
 )
@@ -323,13 +323,26 @@ def _chunk(seed, index, city, target, config: WorldConfig):
 # CLI
 
 
+def _check_preview(args: argparse.Namespace) -> None:
+    """Every flag of `preview`, before any scenario is simulated."""
+    if args.n < 1:
+        raise cli.UsageError(f"--n {args.n}: must be at least 1 scenario")
+    if args.seed < 0:
+        raise cli.UsageError(f"--seed {args.seed}: must be >= 0")
+    if args.city is not None and args.city not in CITIES:
+        raise cli.UsageError(f"--city {args.city}: unknown city; choose from {', '.join(CITIES)}")
+    if args.type is not None and args.type not in SCENARIO_TYPES:
+        raise cli.UsageError(f"--type {args.type}: unknown scenario type; see --help")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise cli.UsageError(f"--out {out}: exists and is not a folder")
+
+
 def _preview(args: argparse.Namespace) -> int:
     from gf_jax import viz
 
     opts: dict[str, Any] = {}
     if args.city:
-        if args.city not in CITIES:
-            raise SystemExit(f"unknown city {args.city!r}; choose from {CITIES}")
         opts["city_mix"] = ((args.city, 1.0),)
     if args.type:
         opts["scenario_mix"] = ((args.type, 1.0),)
@@ -347,23 +360,25 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli.guarded
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="python -m gf_jax.data.synthetic", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     pv = sub.add_parser("preview", help="write PNG pictures of generated scenarios")
-    pv.add_argument("--n", type=int, default=6)
-    pv.add_argument("--out", required=True)
-    pv.add_argument("--seed", type=int, default=0)
-    pv.add_argument("--city", default=None, help=f"one of {CITIES}")
-    pv.add_argument("--type", default=None, help="aim every scenario at this scenario type")
+    pv.add_argument("--n", type=int, default=6, help="scenarios to draw (>= 1)")
+    pv.add_argument("--out", required=True, help="folder for the PNGs (created)")
+    pv.add_argument("--seed", type=int, default=0, help="seed of the world (>= 0)")
+    pv.add_argument("--city", default=None, help=f"one of {', '.join(CITIES)}")
+    pv.add_argument(
+        "--type",
+        default=None,
+        help=f"aim every scenario at this scenario type: {', '.join(SCENARIO_TYPES)}",
+    )
     args = parser.parse_args(argv)
-    try:
-        return _preview(args)
-    except DataError as e:
-        print(e, file=sys.stderr)
-        return 1
+    _check_preview(args)
+    return _preview(args)
 
 
 if __name__ == "__main__":

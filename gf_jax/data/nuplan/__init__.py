@@ -8,8 +8,9 @@ Follows research/nuplan_data.md (sections 1-5 and 10) without nuplan-devkit:
 - `features`: `gameformer_arrays(window)` is GameFormer's feature recipe (also used by the AV2 and
   nuScenes adapters in `gf_jax.data.real_samples`).
 - `extraction`: `extract` (a ScenarioSet in memory) and `extract_to_folder` (npz files), in
-  parallel over logs; `cli`: `python -m gf_jax.data.nuplan extract --db DIR --maps DIR --out DIR
-  [--workers N]`.
+  parallel over logs; `extract_source` (the `nuplan:` data source: prints the skipped logs, fails
+  with a reason when nothing was extracted); `cli`: `python -m gf_jax.data.nuplan extract --db DIR
+  --maps DIR --out DIR [--workers N]` (exit 2 for a bad flag, 1 when nothing was extracted).
 - `writer` (with `recording`): turns the procedural world into nuPlan `.db` logs and `map.gpkg`
   maps, to test a pipeline end to end without real nuPlan data. Not imported here.
 Coordinates are made relative in float64 (`ExtractConfig.float32_globals` reproduces GameFormer's
@@ -18,7 +19,13 @@ float32 quantisation of global UTM coordinates instead).
 
 from gf_jax.data.nuplan.cli import main
 from gf_jax.data.nuplan.config import ExtractConfig
-from gf_jax.data.nuplan.extraction import ExtractReport, extract, extract_to_folder
+from gf_jax.data.nuplan.extraction import (
+    ExtractReport,
+    extract,
+    extract_source,
+    extract_to_folder,
+    inputs,
+)
 from gf_jax.data.nuplan.features import (
     AGENT_CLASSES,
     MAP_RADIUS,
@@ -58,9 +65,11 @@ __all__ = [
     "NuPlanMap",
     "Window",
     "extract",
+    "extract_source",
     "extract_to_folder",
     "find_map",
     "gameformer_arrays",
+    "inputs",
     "list_logs",
     "load_map",
     "main",

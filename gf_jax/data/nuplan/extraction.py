@@ -11,6 +11,7 @@ import concurrent.futures
 import dataclasses
 import multiprocessing
 import os
+import re
 import sys
 import threading
 import time
@@ -24,7 +25,7 @@ from gf_jax.data import gameformer_npz
 from gf_jax.data.nuplan.config import DEFAULT_CONFIG, ExtractConfig
 from gf_jax.data.nuplan.features import gameformer_arrays
 from gf_jax.data.nuplan.log import Candidate, NuPlanLog, list_logs, select
-from gf_jax.data.nuplan.maps import find_map, load_map
+from gf_jax.data.nuplan.maps import check_map_root, find_map, load_map
 from gf_jax.data.schema import LAYOUT, DataError, ScenarioSet, empty_meta, validate_arrays
 
 # (candidate, arrays or None when written to a folder, one-line error or "")
@@ -113,7 +114,7 @@ def extract(
     progress: bool = False,
 ) -> ScenarioSet:
     """The selected scenarios of the logs as a validated ScenarioSet (failed ones left out)."""
-    paths = list_logs(db_paths)
+    paths, _ = inputs(db_paths, map_root)
     cands, _ = select(paths, config)
     ok = [(c, a) for c, a, err in _run(cands, map_root, config, None, workers, progress) if not err]
     if not ok:
@@ -136,16 +137,71 @@ def _scenario_set(cands: list[Candidate], arrays: list[dict], source: str) -> Sc
 
 @dataclasses.dataclass
 class ExtractReport:
+    """What `extract_to_folder` did; `check` turns "nothing available" into a DataError."""
+
     written: int
     skipped: int  # already there (resumed)
-    failed: list[tuple[str, str]]  # (log or scenario, one-line error)
+    failed: list[tuple[str, str]]  # (log or log:token, one-line error)
     seconds: float
+    source: str = ""  # the --db input, to name in messages
+    logs: int = 0  # log files read
+    selected: int = 0  # candidate scenarios after the type filter and the per-type cap
 
     def summary(self) -> str:
         return (
             f"{self.written} scenarios written, {self.skipped} already present, "
             f"{len(self.failed)} failed ({self.seconds:.1f} s)"
         )
+
+    def failed_logs(self) -> dict[str, str]:
+        """{log: its first error} of every log with a failure, in report order."""
+        out: dict[str, str] = {}
+        for where, err in self.failed:
+            m = _SCENARIO.match(where)
+            out.setdefault(m.group(1) if m else where, _line(where, err))
+        return out
+
+    def failure_lines(self, limit: int | None = None) -> list[str]:
+        """`skipped LOG: reason` per failed log (the first `limit`, then how many more)."""
+        logs = self.failed_logs()
+        lines = [f"skipped {err}" for err in logs.values()]
+        if limit is not None and len(lines) > limit:
+            lines = [*lines[:limit], f"... and {len(lines) - limit} more failed logs"]
+        return lines
+
+    def check(self, types_flag: str = "") -> ExtractReport:
+        """Self, or a one-line DataError saying why no scenario is available (`types_flag`: the
+        option that selects the types, named when none of them is found)."""
+        if self.written + self.skipped:
+            return self
+        logs = self.failed_logs()
+        flag = f" ({types_flag})" if types_flag else ""
+        none = f"no scenario of the selected types{flag} in {self.logs - len(logs)} log(s)"
+        if logs:
+            first = next(iter(logs.values()))
+            why = f"{len(logs)} of {self.logs} log(s) failed, first {first}"
+            why += f"; {none}" if self.selected == 0 and len(logs) < self.logs else ""
+        else:
+            why = none
+        raise DataError(f"{self.source}: no nuPlan scenario extracted: {why}")
+
+
+_SCENARIO = re.compile(r"^(.*):([0-9a-f]{16})$")  # "log:token" of a scenario-level failure
+
+
+def _line(where: str, err: str) -> str:
+    """One line naming the log: errors that already start with it are kept as they are."""
+    m = _SCENARIO.match(where)
+    log = m.group(1) if m else where
+    return err if err.startswith(log) else f"{where}: {err}"
+
+
+def inputs(
+    db_paths: str | os.PathLike | Sequence[str | os.PathLike], map_root: str | os.PathLike
+) -> tuple[list[Path], list[Path]]:
+    """The log files and map files of an extraction, checked before any is read: a missing
+    `--db` or `--maps` input is a DataError naming it."""
+    return list_logs(db_paths), check_map_root(map_root)
 
 
 def extract_to_folder(
@@ -160,23 +216,54 @@ def extract_to_folder(
     """Writes `<out>/<map_name>_<token>.npz` per selected scenario plus the metadata sidecar.
 
     Resumable: existing files are kept. Files are written atomically, so an interrupted run never
-    leaves a partial file behind."""
+    leaves a partial file behind; a run that extracts nothing leaves no output folder behind
+    (`ExtractReport.check` says why)."""
     t0 = time.perf_counter()
     out = Path(out)
+    logs, _ = inputs(db_paths, map_root)
+    cands, failed = select(logs, config)
+    source = str(db_paths) if isinstance(db_paths, str | os.PathLike) else str(logs[0].parent)
+    report = ExtractReport(0, 0, failed, 0.0, source, len(logs), len(cands))
+    if not cands:
+        report.seconds = time.perf_counter() - t0
+        return report
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    cands, failed = select(list_logs(db_paths), config)
     before = {c for c in cands if (out / _file(c)).exists()}
     results = _run(cands, map_root, config, str(out), workers, progress)
     failed += [(f"{c.db}:{c.token}", err) for c, _, err in results if err]
+    ok = [c for c, _, err in results if not err]
+    if ok:
+        _write_sidecar(out, ok)
+    elif created and not any(out.iterdir()):
+        out.rmdir()  # nothing extracted: leave no empty output folder behind
+    report.written, report.skipped = len(ok) - len(before), len(before)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _write_sidecar(out: Path, ok: list[Candidate]) -> None:
     sidecar = gameformer_npz.read_sidecar(out)
-    for c, _, err in results:
-        if not err:
-            sidecar[_file(c)] = {
-                "city": gameformer_npz.city_of_map(c.map_name),
-                "scenario_type": c.scenario_type,
-                "corrupted": False,
-                "log": Path(c.db).stem,  # the dataset cache splits by log
-            }
+    for c in ok:
+        sidecar[_file(c)] = {
+            "city": gameformer_npz.city_of_map(c.map_name),
+            "scenario_type": c.scenario_type,
+            "corrupted": False,
+            "log": Path(c.db).stem,  # the dataset cache splits by log
+        }
     atomic.write_json(out / gameformer_npz.META_FILE, sidecar)
-    ok = sum(1 for _, _, err in results if not err)
-    return ExtractReport(ok - len(before), len(before), failed, time.perf_counter() - t0)
+
+
+SHOWN_FAILURES = 5  # failed logs listed by the `nuplan:` data source (then a count)
+
+
+def extract_source(
+    db: str | os.PathLike, map_root: str | os.PathLike, out: str | os.PathLike, *, progress: bool
+) -> ExtractReport:
+    """The `nuplan:DB_DIR,MAPS_DIR` data source's extraction into `out`: skipped logs are printed
+    with their reasons (the first few, then a count) and extracting nothing is a DataError that
+    says why."""
+    report = extract_to_folder(db, map_root, out, progress=progress)
+    for line in report.failure_lines(SHOWN_FAILURES):
+        print(f"nuplan: {line}", file=sys.stderr)
+    return report.check()

@@ -264,7 +264,8 @@ class Candidate:
 
 
 def list_logs(db: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The `.db` files of a folder (sorted), or the given files."""
+    """The `.db` files of a folder (sorted), or the given files; DataError naming a path that
+    does not exist (a missing input must not read as "every log failed")."""
     if isinstance(db, str | os.PathLike):
         p = Path(db)
         if p.is_dir():
@@ -272,8 +273,13 @@ def list_logs(db: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]
             if not found:
                 raise DataError(f"{p}: no .db log files")
             return found
-        return [p]
-    return [Path(x) for x in db]
+        paths = [p]
+    else:
+        paths = [Path(x) for x in db]
+    for path in paths:
+        if not path.exists():
+            raise DataError(f"{path}: no such nuPlan log database or folder")
+    return paths
 
 
 def select(

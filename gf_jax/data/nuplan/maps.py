@@ -204,6 +204,18 @@ def load_map(gpkg_path: str) -> NuPlanMap:
     return NuPlanMap(gpkg_path)
 
 
+def check_map_root(map_root: str | os.PathLike) -> list[Path]:
+    """The `<map_root>/<map_name>/<version>/map.gpkg` files; DataError when the root is missing or
+    holds none (checked before any log is read)."""
+    root = Path(map_root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such nuPlan map folder")
+    found = sorted(root.glob("*/*/map.gpkg"))
+    if not found:
+        raise DataError(f"{root}: no nuPlan maps (<map_name>/<version>/map.gpkg) in this folder")
+    return found
+
+
 def find_map(map_root: str | os.PathLike, map_name: str) -> Path:
     """`<map_root>/<map_name>/<version>/map.gpkg` (the newest version folder)."""
     root = Path(map_root)
