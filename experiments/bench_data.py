@@ -11,22 +11,36 @@ maps); it needs the `[nuplan]` extra and is skipped without it (`--nuplan-logs 0
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from pathlib import Path
 
-from experiments import benchlib
+from experiments import benchlib, options
+from gf_jax import cli
 from gf_jax.data import gameformer_npz, store, synthetic
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=7148, help="scenarios to build (default: paper total)")
-    p.add_argument("--npz-n", type=int, default=1000, help="scenarios written/read as npz files")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--nuplan-logs", type=int, default=8, help="logs in the nuPlan test database")
-    p.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="nuPlan worker counts")
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/bench_data.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    positive = options.positive_int
+    p.add_argument("--n", type=positive, default=7148, help="scenarios to build (paper total)")
+    p.add_argument("--npz-n", type=positive, default=1000, help="scenarios written/read as npz")
+    p.add_argument("--seed", type=options.non_negative_int, default=0)
+    p.add_argument("--nuplan-logs", type=options.non_negative_int, default=8,
+                   help="logs in the nuPlan test database (0: skip)")  # fmt: skip
+    p.add_argument("--workers", type=positive, nargs="*", default=[1, 2],
+                   help="nuPlan worker counts")  # fmt: skip
     p.add_argument("--out", default="runs/bench/data.json")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
 
     rows = nuplan_rows(args.nuplan_logs, args.workers, args.seed) if args.nuplan_logs else []
     t, world = benchlib.timed(
@@ -95,4 +109,4 @@ def nuplan_rows(logs: int, workers: list[int], seed: int) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(benchlib.exit_status(main()))

@@ -11,14 +11,15 @@ from XLA's cost analysis of the compiled program. Compute does not depend on the
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import benchlib
-from gf_jax import losses, model
+from experiments import benchlib, options
+from gf_jax import cli, losses, model
 from gf_jax.config import PRESETS, ModelConfig
 from gf_jax.data.schema import LAYOUT, MODEL_INPUT_KEYS
 
@@ -71,11 +72,15 @@ def bench_preset(preset: str, cfg: ModelConfig, batch: int, repeats: int, grad: 
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/bench_model.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=options.positive_int, default=8)
+    p.add_argument("--repeats", type=options.positive_int, default=5)
     p.add_argument("--no-grad", dest="grad", action="store_false", help="forward only")
     p.add_argument(
         "--precision",
@@ -84,7 +89,12 @@ def main(argv: list[str] | None = None) -> dict:
         help="jax_default_matmul_precision (matters on GPU: TF32 vs float32)",
     )
     p.add_argument("--out", default="runs/bench/model.json")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     jax.config.update("jax_default_matmul_precision", args.precision)
 
     rows = []
@@ -99,4 +109,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(benchlib.exit_status(main()))

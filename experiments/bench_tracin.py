@@ -20,16 +20,17 @@ Inputs are random arrays in the scenario layout: compute does not depend on thei
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import benchlib
+from experiments import benchlib, options
 from experiments.bench_model import random_batch
+from gf_jax import cli, model, runtime, train
 from gf_jax import mesh as mesh_lib
-from gf_jax import model, runtime, train
 from gf_jax.config import PRESETS
 from valuation import gameformer, grads
 
@@ -198,8 +199,13 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/bench_tracin.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    positive = options.positive_int
     p.add_argument(
         "--presets",
         nargs="+",
@@ -207,14 +213,19 @@ def main(argv: list[str] | None = None) -> dict:
         choices=sorted(PRESETS),
         help="default: cpu, plus paper when JAX sees a GPU",
     )
-    p.add_argument("--n", type=int, default=256, help="training examples scored per mode")
-    p.add_argument("--loop-n", type=int, default=256, help="examples timed in loop mode")
-    p.add_argument("--n-val", type=int, default=64, help="validation examples")
-    p.add_argument("--chunk", type=int, default=32, help="examples per jitted call (vmap, jvp)")
-    p.add_argument("--repeats", type=int, default=2, help="best of this many timed passes")
-    p.add_argument("--peak-n", type=int, default=2048, help="matmul size for the peak FLOP/s")
+    p.add_argument("--n", type=positive, default=256, help="training examples scored per mode")
+    p.add_argument("--loop-n", type=positive, default=256, help="examples timed in loop mode")
+    p.add_argument("--n-val", type=positive, default=64, help="validation examples")
+    p.add_argument("--chunk", type=positive, default=32, help="examples per jitted call")
+    p.add_argument("--repeats", type=positive, default=2, help="best of this many timed passes")
+    p.add_argument("--peak-n", type=positive, default=2048, help="matmul size for peak FLOP/s")
     p.add_argument("--out", default="runs/bench/tracin.json")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     presets = args.presets or (["cpu", "paper"] if jax.default_backend() == "gpu" else ["cpu"])
 
     peak = peak_gflops(args.peak_n, mesh_lib.data_mesh())
@@ -256,4 +267,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     runtime.use_tcmalloc()  # before any work: it may re-execute this process
-    main()
+    sys.exit(benchlib.exit_status(main()))

@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from experiments import benchlib
-from gf_jax import runtime
+from experiments import benchlib, options
+from gf_jax import cli, runtime
 from gf_jax.config import PRESETS
 
 ALLOCATORS = ("default", "tcmalloc")
@@ -94,32 +94,46 @@ def measure(preset_name: str, steps: int, data_root: str) -> dict:
     }
 
 
+class BenchError(RuntimeError):
+    """A measuring child process failed."""
+
+
 def run_child(preset: str, allocator: str, args: argparse.Namespace) -> dict:
     """`measure` in a fresh process started with the allocator."""
     env = {**os.environ, runtime.ENV_SWITCH: "0"}  # the child must not pick its own allocator
     env.pop("LD_PRELOAD", None)
     if allocator == "tcmalloc":
-        library = runtime.find_tcmalloc()
-        if library is None:
-            raise SystemExit("error: --allocators tcmalloc: no tcmalloc library installed")
-        env = runtime.preload_env(library, env)
+        env = runtime.preload_env(runtime.find_tcmalloc(), env)
     cmd = [sys.executable, "-m", "experiments.bench_train", "--child", preset,
            "--steps", str(args.steps), "--data-root", args.data_root]  # fmt: skip
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if out.returncode:
-        raise SystemExit(f"error: {allocator} child failed:\n{out.stderr[-2000:]}")
+    if out.returncode:  # its last line is the child's own one-line error
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BenchError(f"{preset} x {allocator} child exited {out.returncode}: {last}")
     return {"allocator": allocator, **json.loads(out.stdout.strip().splitlines()[-1])}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/bench_train.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--presets", nargs="+", default=["cpu"], choices=sorted(PRESETS))
     p.add_argument("--allocators", nargs="+", default=list(ALLOCATORS), choices=ALLOCATORS)
-    p.add_argument("--steps", type=int, default=30, help="timed steps after the compiling one")
+    p.add_argument("--steps", type=options.positive_int, default=30,
+                   help="timed steps after the compiling one")  # fmt: skip
     p.add_argument("--data-root", default="runs/data", help="dataset cache folder")
     p.add_argument("--out", default="runs/bench/train.json")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
+    if "tcmalloc" in args.allocators and runtime.find_tcmalloc() is None:
+        raise cli.UsageError("--allocators tcmalloc: no tcmalloc library installed")
     if args.child:
         print(json.dumps(measure(args.child, args.steps, args.data_root)))
         return {}
@@ -135,4 +149,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(benchlib.exit_status(main()))

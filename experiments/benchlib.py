@@ -58,6 +58,12 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     return "\n".join(out)
 
 
+def exit_status(returned: Any) -> int:
+    """The process exit code of a `main` that returns its record on success (an int: an error's
+    code from `gf_jax.cli.guarded`)."""
+    return returned if isinstance(returned, int) else 0
+
+
 def write_record(path: str | os.PathLike, name: str, rows: list[dict], config: dict) -> Path:
     """Writes {benchmark, config, machine, rows} as JSON, atomically."""
     record = {"benchmark": name, "config": config, "machine": machine(), "rows": rows}

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from experiments.layout import Layout
-from experiments.runconfig import RunConfig
+from experiments.runconfig import ConfigError, RunConfig
 
 MAIN = ("uniform", "metadata", "tracin", "hybrid", "loss")
 ABLATIONS: dict[str, dict] = {
@@ -65,7 +65,7 @@ def plan(
 def shard(runs: list[RunConfig], index: int, count: int) -> list[RunConfig]:
     """Shard `index` of `count` (1-based): every count-th run, a deterministic share."""
     if not 1 <= index <= count:
-        raise ValueError(f"--shard: expected I/N with 1 <= I <= N, got {index}/{count}")
+        raise ConfigError(f"--shard: expected I/N with 1 <= I <= N, got {index}/{count}")
     return runs[index - 1 :: count]
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 
 import jax
 
-from experiments import benchlib
+from experiments import benchlib, options
 from experiments.gpu_sections import (
     COLUMNS,
     SECTIONS,
@@ -43,28 +44,39 @@ from experiments.gpu_sections import (
     run_sections,
     table_rows,
 )
-from gf_jax import atomic, runtime
+from gf_jax import atomic, cli, runtime
 from gf_jax.config import resolve_preset
 from valuation import grads
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/gpu_check.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
+    positive = options.positive_int
     p.add_argument("--preset", default="paper", choices=["paper", "cpu", "tiny"])
-    p.add_argument("--n-train", type=int, default=None, help="default: the preset's (paper 5,148)")
-    p.add_argument("--n-val", type=int, default=None, help="default: the preset's (paper 1,000)")
-    p.add_argument("--steps", type=int, default=50, help="timed train steps after warm-up")
-    p.add_argument("--loop-n", type=int, default=256, help="examples timed in TracIn loop mode")
-    p.add_argument("--chunk", type=int, default=grads.DEFAULT_CHUNK, help="TracIn chunk size")
-    p.add_argument("--budget-s", type=float, default=330.0,
+    p.add_argument("--n-train", type=positive, default=None,
+                   help="default: the preset's (paper 5,148)")  # fmt: skip
+    p.add_argument("--n-val", type=positive, default=None, help="default: the preset's (1,000)")
+    p.add_argument("--steps", type=positive, default=50, help="timed train steps after warm-up")
+    p.add_argument("--loop-n", type=positive, default=256, help="examples timed in loop mode")
+    p.add_argument("--chunk", type=positive, default=grads.DEFAULT_CHUNK, help="TracIn chunk size")
+    p.add_argument("--budget-s", type=options.non_negative_float, default=330.0,
                    help="start no further section once this many seconds have passed")  # fmt: skip
     p.add_argument("--data-root", default=None, help="split cache (default: a fresh temp folder)")
     p.add_argument("--precision", default=None, choices=["default", "high", "highest"],
                    help="jax_default_matmul_precision (default: left as it is)")  # fmt: skip
     p.add_argument("--out", default="runs/bench/gpu_check.json")
-    return p.parse_args(argv)
+    return p
 
 
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+@cli.guarded
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     t0 = time.perf_counter()
@@ -105,4 +117,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     runtime.use_tcmalloc()  # before any work: it may re-execute this process
-    main()
+    sys.exit(benchlib.exit_status(main()))

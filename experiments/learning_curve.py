@@ -18,11 +18,11 @@ import fnmatch
 import sys
 
 from experiments import curves
-from gf_jax import runtime
+from gf_jax import cli, runtime
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
         prog="python experiments/learning_curve.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,13 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default=None, help="JSON + figure folder (default WORKDIR/learning_curve)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     settings = curves.SETTINGS
     if args.only:
         settings = [s for s in settings if any(fnmatch.fnmatch(s.name, q) for q in args.only)]
     if not settings:
-        print("error: --only matches no setting", file=sys.stderr)
-        return 2
+        names = ", ".join(s.name for s in curves.SETTINGS)
+        raise cli.UsageError(f"--only: matches no setting (the settings: {names})")
     if not args.collect:
         for s in settings:
             curves.train_setting(s, args.workdir, progress=not args.quiet)

@@ -22,10 +22,12 @@ from pathlib import Path
 
 from experiments.layout import Layout
 from experiments.reporting.document import build_report
+from gf_jax import cli
+from gf_jax.data.schema import DataError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python experiments/report.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,13 +38,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 (broken runs are skipped with a warning naming their file), 1 (no such workdir, or
+    the report could not be written: nothing is left half written), 2 (a bad option)."""
     args = parser().parse_args(argv)
     layout = Layout(Path(args.workdir))
     if not layout.root.is_dir():
-        print(f"error: {layout.root}: no such workdir", file=sys.stderr)
-        return 1
-    path = build_report(layout, Path(args.out) if args.out else layout.report, args.data)
+        raise DataError(f"{layout.root}: no such workdir (--workdir)")
+    out = Path(args.out) if args.out else layout.report
+    if out.exists() and not out.is_dir():
+        raise DataError(f"{out}: not a folder (--out)")
+    path = build_report(layout, out, args.data)
     print(f"wrote {path}")
     return 0
 

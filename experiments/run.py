@@ -26,13 +26,13 @@ import sys
 from curriculum import sampler, schedule
 from experiments import stages, summary
 from experiments.layout import Layout
-from experiments.runconfig import METHODS, ConfigError, RunConfig
+from experiments.runconfig import METHODS, RunConfig
+from gf_jax import cli, runtime
 from gf_jax import config as gf_config
-from gf_jax import runtime
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python experiments/run.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -112,28 +112,20 @@ def config_from(args: argparse.Namespace) -> RunConfig:
     return RunConfig.from_args(args, preset=preset)
 
 
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0, 1 (data, training or a workdir conflict: one line) or 2 (a bad option, refused
+    before any data is built: one line naming the flag)."""
     args = parser().parse_args(argv)
-    from gf_jax import train
-    from gf_jax.data.schema import DataError
-
-    try:
-        cfg = config_from(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cfg = config_from(args)  # a ConfigError (exit 2) before any work
     layout = Layout(args.workdir)
-    try:
-        result = stages.run(
-            cfg,
-            layout,
-            overwrite=args.overwrite,
-            progress=not args.quiet,
-            refuse_stale_scores=args.refuse_stale_scores,
-        )
-    except (stages.RunError, DataError, train.TrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    result = stages.run(
+        cfg,
+        layout,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        refuse_stale_scores=args.refuse_stale_scores,
+    )
     print(summary.table(result, layout, stages.resolve_preset(cfg)))
     return 0
 

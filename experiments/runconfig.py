@@ -121,6 +121,8 @@ class RunConfig:
             )
         if self.chunk < 1:
             raise ConfigError(f"--chunk: must be >= 1, got {self.chunk}")
+        if self.name is not None:
+            _check_name(self.name)
         if self.select is not None and self.method == "uniform" and self.select_from != "random":
             raise ConfigError("--select with --method uniform needs --select-from random")
         if self.method == "random" and self.select is not None and self.select_from != "random":
@@ -235,6 +237,18 @@ def parse_quartile_weights(text: str) -> tuple[float, float, float, float]:
     if len(values) != 4:
         raise ConfigError(f"--quartile-weights: expected four numbers Q4,Q3,Q2,Q1, got {text!r}")
     return values  # type: ignore[return-value]
+
+
+# Workdir folders a run must never be written into (`experiments.layout`).
+RESERVED_NAMES = ("data", "scores", "report", "learning_curve", "bench")
+
+
+def _check_name(name: str) -> None:
+    """`--name` is one folder inside the workdir: no path, and none of the layout's own."""
+    if not name or name.startswith(".") or "/" in name or "\\" in name:
+        raise ConfigError(f"--name: {name!r} must be a plain folder name (no path, no dot first)")
+    if name in RESERVED_NAMES or name.startswith("reference"):
+        raise ConfigError(f"--name: {name!r} is a folder of the workdir layout; choose another")
 
 
 def _check_choice(flag: str, value: Any, choices: tuple) -> None:

@@ -21,15 +21,15 @@ import time
 import traceback
 
 from experiments import configurations as plan_lib
-from experiments import stages, stats
+from experiments import options, stages, stats
 from experiments.layout import Layout
 from experiments.runconfig import ConfigError, RunConfig
+from gf_jax import cli, runtime
 from gf_jax import config as gf_config
-from gf_jax import runtime
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python experiments/sweep.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -37,12 +37,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default=None, help="paper | cpu | tiny (default: by backend)")
     p.add_argument("--workdir", default="runs", help="as run.py's --workdir")
     p.add_argument("--data", default=None, help="as run.py's --data")
-    p.add_argument("--epochs", type=int, default=None, help="override every run's epochs")
     p.add_argument(
-        "--seeds", type=int, nargs="+", default=[5], help="main-table seeds: N (1..N) or a list"
+        "--epochs", type=options.positive_int, default=None, help="override every run's epochs"
     )
     p.add_argument(
-        "--ablation-seeds", type=int, nargs="+", default=[1], help="ablation seeds, likewise"
+        "--seeds",
+        type=options.non_negative_int,
+        nargs="+",
+        default=[5],
+        help="main-table seeds: N (1..N; 0: none) or a list",
+    )
+    p.add_argument(
+        "--ablation-seeds",
+        type=options.non_negative_int,
+        nargs="+",
+        default=[1],
+        help="ablation seeds, likewise",
     )
     p.add_argument("--only", nargs="+", default=None, help="configuration name patterns (glob)")
     p.add_argument("--shard", default=None, help="I/N: run only every N-th pending run from I")
@@ -93,6 +103,10 @@ def show(runs: list[RunConfig], layout: Layout) -> None:
     print(f"\n{len({c.run_name for c in runs})} configurations, {len(runs)} runs, {done} done")
 
 
+class SweepError(RuntimeError):
+    """Some runs of the sweep failed (each is listed above the error line)."""
+
+
 def execute(runs: list[RunConfig], layout: Layout, args: argparse.Namespace) -> int:
     failed: list[str] = []
     t0 = time.perf_counter()
@@ -102,33 +116,41 @@ def execute(runs: list[RunConfig], layout: Layout, args: argparse.Namespace) -> 
         print(f"\n[{i}/{len(runs)}] {cfg.run_name} seed {cfg.seed} ({state}, {elapsed:.0f} s)")
         if state == "done":
             continue
+        if state == "stale":  # never replace finished work without saying so
+            print(f"replacing {layout.run(cfg.run_name, cfg.seed)}: trained with another config")
         try:
             stages.run(cfg, layout, overwrite=state == "stale", progress=not args.quiet)
         except Exception as e:  # one failed configuration must not lose the rest of the sweep
-            failed.append(f"{cfg.run_name} seed {cfg.seed}: {type(e).__name__}: {e}")
-            traceback.print_exc()
+            failed.append(f"{cfg.run_name} seed {cfg.seed}: {cli.describe(e)}")
+            if args.debug:
+                traceback.print_exc()
             if not args.keep_going:
                 break
     done = sum(plan_lib.status(layout, c) == "done" for c in runs)
     print(f"\nsweep: {done} of {len(runs)} runs finished")
-    for f in failed:
-        print(f"failed: {f}", file=sys.stderr)
-    return 1 if failed else 0
+    if failed:  # one error line; the runs that failed, one per line, above it
+        for f in failed:
+            print(f"failed: {f}", file=sys.stderr)
+        raise SweepError(f"{len(failed)} run(s) failed, first {failed[0]}")
+    return 0
 
 
+def plan_from(args: argparse.Namespace) -> list[RunConfig]:
+    """This machine's runs; a ConfigError naming the flag (exit 2) before any work."""
+    index, count = parse_shard(args.shard)
+    runs = planned(args)
+    if not runs:
+        flag = "--only" if args.only else "--seeds/--ablation-seeds"
+        raise ConfigError(f"{flag}: the plan holds no run (no configuration or seed matches)")
+    # Shards of the whole plan, not of what is pending here: machines agree on their shares.
+    return plan_lib.shard(runs, index, count)
+
+
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     layout = Layout(args.workdir)
-    try:
-        index, count = parse_shard(args.shard)
-        runs = planned(args)
-        if not runs:
-            raise ConfigError("--only: no configuration matches")
-        # Shards of the whole plan, not of what is pending here: machines agree on their shares.
-        runs = plan_lib.shard(runs, index, count)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    runs = plan_from(args)
     if args.list:
         show(runs, layout)
         return 0

@@ -24,12 +24,22 @@ import argparse
 import sys
 from pathlib import Path
 
+from experiments import options
 from experiments.claims import config, document
-from gf_jax import runtime
+from gf_jax import cli, runtime
+from gf_jax.data.schema import DataError
+
+
+def checkpoint_spec(text: str) -> str:
+    """`--epochs`: auto, all, or 0-based epochs such as 0,5,11 (checked against the run later)."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if text in ("auto", "all") or (parts and all(p.isdigit() for p in parts)):
+        return text
+    raise argparse.ArgumentTypeError(f"expected auto, all or epochs like 0,5,11, got {text!r}")
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python experiments/theory.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -38,33 +48,57 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="default: WORKDIR/report/theory")
     p.add_argument("--data", default=None, help="the sweep's --data, if it had one")
     p.add_argument("--reference", default=None, help="reference run folder (default: the data's)")
-    p.add_argument("--n-batches", type=int, default=64, help="mini-batches per sampling")
-    p.add_argument("--batch-size", type=int, default=16, help="examples per mini-batch")
-    p.add_argument("--seed", type=int, default=0, help="seeds batch draws and simulations")
+    p.add_argument(
+        "--n-batches", type=options.positive_int, default=64, help="mini-batches per sampling"
+    )
+    p.add_argument(
+        "--batch-size", type=options.positive_int, default=16, help="examples per mini-batch"
+    )
+    p.add_argument(
+        "--seed", type=options.non_negative_int, default=0, help="seeds draws and simulations"
+    )
     p.add_argument(
         "--epochs",
+        type=checkpoint_spec,
         default="auto",
         help="0-based reference checkpoints for (a): auto (about 4 plus the final), all, or 0,5,11",
     )
-    p.add_argument("--select", type=float, default=0.2, help="hard selection fraction")
-    p.add_argument("--chunk", type=int, default=32, help="examples per per-example-gradient call")
+    p.add_argument("--select", type=options.fraction, default=0.2, help="hard selection fraction")
     p.add_argument(
-        "--max-examples", type=int, default=None, help="measure (a) on a random training subset"
+        "--chunk", type=options.positive_int, default=32, help="examples per gradient call"
     )
-    p.add_argument("--max-gram-gb", type=float, default=4.0, help="memory cap of (a)'s gradients")
-    p.add_argument("--sim-sizes", default="50,200,1000,5000", help="N of the (b) simulation")
-    p.add_argument("--sim-trials", type=int, default=200, help="repeats per N in (b)")
+    p.add_argument(
+        "--max-examples",
+        type=options.positive_int,
+        default=None,
+        help="measure (a) on a random training subset",
+    )
+    p.add_argument(
+        "--max-gram-gb",
+        type=options.positive_float,
+        default=4.0,
+        help="memory cap of (a)'s gradients",
+    )
+    p.add_argument(
+        "--sim-sizes",
+        type=options.positive_int_list,
+        default="50,200,1000,5000",
+        help="N of the (b) simulation",
+    )
+    p.add_argument(
+        "--sim-trials", type=options.positive_int, default=200, help="repeats per N in (b)"
+    )
     return p
 
 
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        cfg = config.from_args(args)
-        document.run(cfg)
-    except (FileNotFoundError, ValueError, MemoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        cfg = config.from_args(args)  # finds the reference run and its checkpoints
+    except ValueError as e:  # e.g. --epochs naming checkpoints the run does not have
+        raise DataError(str(e)) from None
+    document.run(cfg)
     print(f"wrote {Path(cfg.out) / 'THEORY.md'}")
     return 0
 

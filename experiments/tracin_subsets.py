@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import stats
+from experiments import options, stats
 from experiments.layout import Layout
 from experiments.reporting import loading
-from gf_jax import atomic, runtime
+from gf_jax import atomic, cli, runtime
 from gf_jax.data import store
+from gf_jax.data.schema import DataError
 from valuation import checkpoints
 
 
@@ -84,26 +85,45 @@ def compare(terms_KxN: np.ndarray, pass_seconds: float, train_seconds: float) ->
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parser() -> argparse.ArgumentParser:
+    p = cli.ArgumentParser(
+        prog="python experiments/tracin_subsets.py",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     p.add_argument("--workdir", default="runs", help="holds the reference run")
     p.add_argument("--data", default=None, help="the reference's --data, if it had one")
     p.add_argument("--out", default=None, help="default WORKDIR/report/tracin_subsets")
-    p.add_argument("--chunk", type=int, default=32, help="examples per jitted scoring call")
-    args = p.parse_args(argv)
+    p.add_argument(
+        "--chunk", type=options.positive_int, default=32, help="examples per jitted scoring call"
+    )
+    return p
+
+
+def reference_seconds(reference: Path) -> float:
+    """The reference run's training seconds; a DataError naming its result.json otherwise."""
+    path = reference / "result.json"
+    if not path.exists():
+        raise DataError(f"{reference}: no finished reference run (train one with run.py)")
+    try:
+        return float(json.loads(path.read_text())["fit_seconds"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{path}: unreadable result ({type(e).__name__}: {e})") from None
+
+
+@cli.guarded
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     layout = Layout(args.workdir)
     reference = layout.reference(args.data)
-    if not (reference / "result.json").exists():
-        print(f"error: {reference}: no finished reference run", file=sys.stderr)
-        return 1
-    train_seconds = json.loads((reference / "result.json").read_text())["fit_seconds"]
+    train_seconds = reference_seconds(reference)
     terms, info, pass_seconds = per_checkpoint_terms(reference, args.chunk)
     rows = compare(terms, pass_seconds, train_seconds)
     out = Path(args.out) if args.out else layout.report / "tracin_subsets"
     record = {"reference": str(reference), "checkpoints": info, "pass_seconds": pass_seconds,
               "train_seconds": train_seconds, "rows": rows}  # fmt: skip
-    atomic.write_json(out / "subsets.json", record)
     table = stats.markdown_table(rows, list(rows[0]))
+    atomic.write_json(out / "subsets.json", record)
     atomic.write_text(out / "subsets.md", table)
     print(table)
     return 0

@@ -29,10 +29,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from gf_jax import losses, metrics
+from gf_jax import cli, losses, metrics
 from gf_jax.config import ModelConfig
 from gf_jax.model import gameformer
-from gf_jax.model.torch_port import PREFIXES, params_from_state_dict, state_dict_from_params
+from gf_jax.model.torch_port import (
+    PREFIXES,
+    load_npz,
+    params_from_state_dict,
+    state_dict_from_params,
+)
 
 INTERMEDIATE_MASKS = (
     "encoder.lane_mask",
@@ -146,13 +151,13 @@ def _exact(key: str, actual: Any, expected: Any) -> Row:
 def _array_rows(z: Mapping[str, np.ndarray], outputs: dict, inter: dict) -> list[Row]:
     """Outputs and intermediates: close (the plan is a cumulative sum: atol 2e-4), masks exact."""
     rows = []
-    for k in z.files:
+    for k in z:
         if not k.startswith("output."):
             continue
         name = k.split(".", 1)[1]
         atol = 2e-4 if name == "ego_plan" else 1e-4
         rows.append(_close(k, outputs[name], z[k], 1e-4, atol))
-    for k in z.files:
+    for k in z:
         if not k.startswith("inter."):
             continue
         name = k.split(".", 1)[1]
@@ -224,7 +229,7 @@ def _grad_rows(
 ) -> list[Row]:
     """Gradient norms (one summary row unless `verbose`) and full gradients."""
     norm_rows = []
-    for k in z.files:
+    for k in z:
         if not k.startswith("gradnorm."):
             continue
         g = grads.get(k.split(".", 1)[1])
@@ -253,7 +258,7 @@ def _grad_rows(
                 worst.used,
             )
         )
-    for k in z.files:
+    for k in z:
         if k.startswith("grad."):
             rows.append(_full_grad_row(k, grads[k.split(".", 1)[1]], z[k], strict, note))
     return rows
@@ -302,14 +307,14 @@ def check_fixture(
     `verbose` lists every gradient norm instead of one summary row; `impose_ties=False` never
     imposes the fixture's best modes at numerical ties (see the module docstring).
     """
-    z = np.load(path)
+    z = load_npz(path, "parity fixture (.npz)")
     model_config = config_from_fixture(z)
     levels = model_config.decoder_levels
     if state_dict is None:
-        state_dict = {k: z[k] for k in z.files if k.startswith(PREFIXES)}
+        state_dict = {k: z[k] for k in z if k.startswith(PREFIXES)}
     params = params_from_state_dict(state_dict, model_config)
-    inputs = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith("input.")}
-    targets = {k.split(".", 1)[1]: z[k] for k in z.files if k.startswith("target.")}
+    inputs = {k.split(".", 1)[1]: z[k] for k in z if k.startswith("input.")}
+    targets = {k.split(".", 1)[1]: z[k] for k in z if k.startswith("target.")}
     forward, scored, grad_fn = _check_fns(model_config)
     outputs, inter, terms, batch_m = jax.device_get(forward(params, inputs, targets))
 
@@ -360,10 +365,13 @@ def run_check(fixture: str | Path, *, strict: bool = False, verbose: bool = Fals
     return 0 if ok else 1
 
 
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 (every check within tolerance), 1 (a check failed, or the fixture is unreadable:
+    one line naming it) or 2 (a bad flag)."""
     # The README's tolerances assume float32 matmuls (the GPU default TF32 needs ~1e-2).
     jax.config.update("jax_default_matmul_precision", "highest")
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m gf_jax.parity",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,8 +1,9 @@
 """REPORT.md: the tables, score analyses and figures of a workdir's finished runs, in one file.
 
-`build_report` reads the workdir (`reporting.loading`), draws the figures (`reporting.plots`),
-and writes the markdown atomically. Missing pieces (a method not yet run, no LiSSA scores, an
-unreadable result) are skipped with a note, so a partial sweep already gives a report.
+`build_report` reads the workdir (`reporting.loading`), draws the figures (`reporting.plots`)
+into a temporary folder, and swaps in the figures and the markdown only once both are complete.
+Missing pieces (a method not yet run, no LiSSA scores, an unreadable result or score file) are
+skipped with a note, so a partial sweep already gives a report.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from gf_jax import atomic
 from gf_jax.config import Preset
 from gf_jax.data import store
 from gf_jax.data.schema import ScenarioSet
+
+FIGURES = "figures"  # the figures' folder inside the report folder
 
 
 def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
@@ -62,12 +65,13 @@ def score_sections(
     return [*md, "", "Score files: " + ", ".join(f"{k} `{v}`" for k, v in sources.items()), ""]
 
 
-def figure_section(made: list[tuple[str, Path]], out: Path) -> list[str]:
+def figure_section(made: list[tuple[str, Path]], folder: Path) -> list[str]:
+    """Links to the figures drawn into `folder` (which becomes `out/figures`)."""
     md = ["## Figures", ""] if made else []
     for title, path in made:
         if path.suffix == ".gif":
             title += " (animated)"
-        md += [f"### {title}", "", f"![{title}]({path.relative_to(out)})", ""]
+        md += [f"### {title}", "", f"![{title}]({FIGURES}/{path.relative_to(folder)})", ""]
     return md
 
 
@@ -100,26 +104,36 @@ def load_reference(
         s: store.load_split(preset.data, s, root=layout.data, progress=False)
         for s in ("train", "val")
     }
+    n = len(splits["train"])
+    for k in [k for k, v in named.items() if len(v) != n]:  # a stale file: never misalign
+        loading.warn(f"skipped {k} scores of {sources.pop(k)}: not one per training example", notes)
+        del named[k]
     return named, sources, splits
 
 
 def build_report(layout: Layout, out: Path, data: str | None = None) -> Path:
-    """Writes `out/REPORT.md` and its figures; returns the REPORT.md path."""
+    """Writes `out/REPORT.md` and `out/figures`; returns the REPORT.md path.
+
+    The figures are drawn into a temporary folder that replaces `out/figures` only once the
+    whole report is built, so a report that fails half way leaves the previous one intact and
+    no partial figures."""
     notes: list[str] = []
     runs = loading.load_runs(layout, notes)
-    preset = loading.reference_preset(layout, data)
+    preset = loading.reference_preset(layout, data, notes)
     named, sources, splits = load_reference(layout, preset, runs, data, notes)
     world = loading.world_preset(layout, runs, data)
     baselines = summary.baseline_metrics(world, layout) if world is not None else {}
-    made = plots.make_figures(out, runs, named, preset, splits, layout, notes)
-    md = [
-        "# gf-jax report",
-        "",
-        f"Workdir `{layout.root}`; preset `{preset.name if preset else '?'}`; "
-        f"{sum(len(v) for v in runs.values())} finished runs in {len(runs)} configurations.",
-    ]
-    md += run_sections(runs, baselines)
-    if named and splits is not None:
-        md += score_sections(named, splits["train"], sources)
-    md += figure_section(made, out) + closing_sections(out, notes)
-    return atomic.write_text(out / "REPORT.md", "\n".join(md))
+    with atomic.directory(out / FIGURES) as folder:
+        made = plots.make_figures(folder, runs, named, preset, splits, layout, notes)
+        md = [
+            "# gf-jax report",
+            "",
+            f"Workdir `{layout.root}`; preset `{preset.name if preset else '?'}`; "
+            f"{sum(len(v) for v in runs.values())} finished runs in {len(runs)} configurations.",
+        ]
+        md += run_sections(runs, baselines)
+        if named and splits is not None:
+            md += score_sections(named, splits["train"], sources)
+        md += figure_section(made, folder) + closing_sections(out, notes)
+        text = "\n".join(md)
+    return atomic.write_text(out / "REPORT.md", text)

@@ -4,8 +4,8 @@ Score files are found through the runs' saved configs (`config["scores"]`, `conf
 by recomputing file names, so a report shows exactly the scores its runs trained with. A
 workdir with only a reference run and its scores still finds the default score file.
 
-Problems with one run (a truncated `result.json`) are warnings: printed to stderr and appended to
-the caller's `notes`, never a crash.
+Problems with one run (a truncated `result.json`), the reference run's config or a score file are
+warnings naming the file: printed to stderr and appended to the caller's `notes`, never a crash.
 """
 
 from __future__ import annotations
@@ -45,14 +45,29 @@ def warn(message: str, notes: list[str] | None) -> None:
 
 
 def read_result(path: Path) -> dict:
-    """A result.json; ValueError when it is not a complete result."""
+    """A result.json; ValueError when it is not a complete result (what the tables and figures
+    read is checked here, so a broken run is skipped instead of failing the report later)."""
     result = json.loads(path.read_text())
     if not isinstance(result, dict):
         raise ValueError("not a JSON object")
     missing = [k for k in REQUIRED if k not in result]
     if missing:
         raise ValueError(f"missing {', '.join(missing)}")
+    for key in ("plan_ade", "plan_fde", "plan_ahe", "best_epoch"):
+        if not _is_number(result[key]):
+            raise ValueError(f"{key} is {result[key]!r}, not a number")
+    history = result["history"]
+    if not isinstance(history, list) or not all(
+        isinstance(h, dict) and _is_number(h.get("val_plan_ade")) for h in history
+    ):
+        raise ValueError("history is not a list of epochs with val_plan_ade")
+    if not isinstance(result.get("test", {}), dict):
+        raise ValueError("test is not a JSON object")
     return result
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
 
 
 def load_runs(layout: Layout, notes: list[str] | None = None) -> Runs:
@@ -85,11 +100,19 @@ def run_preset(run_dir: Path) -> Preset:
     return preset_from_dict(json.loads((Path(run_dir) / CONFIG).read_text())["preset"])
 
 
-def reference_preset(layout: Layout, data: str | None = None) -> Preset | None:
+def reference_preset(
+    layout: Layout, data: str | None = None, notes: list[str] | None = None
+) -> Preset | None:
     """The preset of the reference run trained on `data` (`Layout.reference`), None if there
-    is none."""
+    is none or its config.json is unreadable (a warning naming it)."""
     ref = layout.reference(data)
-    return run_preset(ref) if (ref / CONFIG).exists() else None
+    if not (ref / CONFIG).exists():
+        return None
+    try:
+        return run_preset(ref)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        warn(f"skipped the reference run: {ref / CONFIG} is unreadable ({type(e).__name__})", notes)
+        return None
 
 
 def on_reference(layout: Layout, cfg: RunConfig, data: str | None) -> bool:
@@ -106,8 +129,12 @@ def world_preset(layout: Layout, runs: Runs, data: str | None = None) -> Preset 
     for seeds in runs.values():
         for result in seeds.values():
             cfg = run_config(result)
-            if cfg is not None and on_reference(layout, cfg, data):
+            if cfg is None or not on_reference(layout, cfg, data):
+                continue
+            try:
                 return preset_from_dict(result["config"]["preset"])
+            except (KeyError, TypeError, ValueError):  # a result without its preset: try another
+                continue
     return None
 
 
@@ -176,13 +203,19 @@ def load_scores(
     named: dict[str, np.ndarray] = {}
     source: dict[str, str] = {}
     for variant in (v for v in VARIANTS if v in files):
-        got, _ = scores.load_scores(files[variant])
+        try:
+            got, _ = scores.load_scores(files[variant])
+        except (OSError, scores.ScoreFileError) as e:  # the message names the file
+            warn(f"skipped {variant} scores: {e}", notes)
+            continue
+        key = {"base": None, "lissa": "lissa"}.get(variant, "tracin")
+        if key is not None and key not in got:
+            warn(f"skipped {variant} scores: {files[variant]} holds no '{key}' scores", notes)
+            continue
         if variant == "base":
             picked = {k: v for k, v in got.items() if k != "token"}
-        elif variant == "lissa":
-            picked = {"lissa": got["lissa"]}
         else:
-            picked = {variant: got["tracin"]}
+            picked = {variant if key == "tracin" else key: got[key]}
         for k, v in picked.items():
             named[k], source[k] = v, files[variant].name
     return named, source

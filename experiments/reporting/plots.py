@@ -213,7 +213,7 @@ def prediction_figure(
 
 
 def make_figures(
-    out: Path,
+    folder: Path,
     runs: Runs,
     named: dict[str, np.ndarray],
     preset: Preset | None,
@@ -221,8 +221,8 @@ def make_figures(
     layout: Layout,
     notes: list[str],
 ) -> list[tuple[str, Path]]:
-    """Every figure the data allows, under `out/figures`, as (title, path) in report order."""
-    figs = FigureSet(out / "figures", notes)
+    """Every figure the data allows, drawn into `folder`, as (title, path) in report order."""
+    figs = FigureSet(folder, notes)
     if "tracin" in named:
         score_figures(figs, named)
         if splits is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gf_jax import cli
 from gf_jax.config import PRESETS, ModelConfig
+from gf_jax.data.schema import DataError
 from gf_jax.model import gameformer
 
 Path_ = tuple[str, ...]
@@ -229,11 +232,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return parity.run_check(args.fixture, strict=args.strict, verbose=args.verbose)
 
 
-def _cmd_convert(args: argparse.Namespace) -> int:
-    from gf_jax import checkpoint
+def load_npz(path: str | Path, what: str) -> Mapping[str, np.ndarray]:
+    """The arrays of an .npz file (no pickles); a DataError naming the file otherwise."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such {what}") from None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise DataError(f"{path}: unreadable {what} ({reason})") from None
 
-    z = np.load(args.state_dict)
-    config = PRESETS[args.preset].model
+
+def _model_config(args: argparse.Namespace) -> ModelConfig:
+    """The preset's model with the flags' overrides; a UsageError naming the flag."""
     overrides = {
         k: v
         for k, v in (
@@ -244,13 +258,24 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         )
         if v is not None
     }
-    config = dataclasses.replace(config, **overrides).validate()
-    state_dict = {k: z[k] for k in z.files if k.startswith(PREFIXES)}
+    try:
+        return dataclasses.replace(PRESETS[args.preset].model, **overrides).validate()
+    except ValueError as e:  # "ModelConfig.<field> must be ..."
+        field = str(e).split()[0].removeprefix("ModelConfig.")
+        flag = "--" + field.replace("_", "-") if field in overrides else "--preset"
+        raise cli.UsageError(f"{flag}: {e}") from None
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from gf_jax import checkpoint
+
+    config = _model_config(args)  # flags first: nothing is read before they are checked
+    z = load_npz(args.state_dict, "state dict (.npz)")
+    state_dict = {k: v for k, v in z.items() if k.startswith(PREFIXES)}
     try:
         params = params_from_state_dict(state_dict, config)
     except StateDictError as err:
-        print(f"error: {args.state_dict}: {err}", file=sys.stderr)
-        return 1
+        raise DataError(f"{args.state_dict}: {err}") from None
     meta = {
         "source": str(args.state_dict),
         "model_config": dataclasses.asdict(config),
@@ -261,9 +286,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+@cli.guarded
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0, 1 (an unreadable or unfitting file, or a parity failure) or 2 (a bad flag)."""
     jax.config.update("jax_default_matmul_precision", "highest")
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m gf_jax.model.torch_port",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
