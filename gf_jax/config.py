@@ -1,4 +1,6 @@
-"""Frozen configuration dataclasses, the named presets (`paper`, `cpu`, `tiny`) and their overrides.
+"""Frozen configuration dataclasses, the named presets and their overrides.
+
+Presets: `paper`, `cpu`, `tiny`, and `attribution` (a candidate for the attribution benchmark).
 
 A preset bundles the model, data and training configs. `resolve_preset` picks one by name (the
 default by JAX backend) and applies command-line overrides; `to_dict(...)` is saved as JSON next to
@@ -174,7 +176,7 @@ class Preset:
     """A named bundle of the three configs.
 
     Attributes:
-      name: the preset's name (`paper`, `cpu`, `tiny`), saved with every run.
+      name: the preset's name (a key of PRESETS), saved with every run.
       model: the network's size.
       data: the scenarios to train, validate and test on.
       train: the optimizer, schedule and seed.
@@ -220,6 +222,26 @@ PRESETS: dict[str, Preset] = {
             epochs=10,
             batch_size=16,
             learning_rate=6e-4,
+            lr_milestones=scaled_milestones(10),
+        ),
+    ),
+    # A CANDIDATE for the attribution benchmark (experiments/attribute.py), not yet tuned. The
+    # benchmark retrains the model ~100 times (50+ random half-subsets, a second seed for some,
+    # removal curves, 5 reference runs), so the intent is: one retrain on half the training set
+    # takes about 1-2 minutes on 2 idle cores, and a full-data run still learns (val plan ADE
+    # clearly below the route-following baseline), or the retrained outcomes are plateau noise.
+    # Hence the cpu recipe (batch 16, 10 epochs, milestones 5..9) on a quarter of its width
+    # budget (dim 32, one encoder layer) and half its scenarios, with a higher learning rate to
+    # leave the loss plateau in fewer steps (1,280 steps full-data, 640 on a half-subset). Time it
+    # on idle cores and check it against route following before the real benchmark.
+    "attribution": Preset(
+        "attribution",
+        ModelConfig(dim=32, heads=2, ffn_dim=128, encoder_layers=1, decoder_levels=1),
+        DataConfig(n_train=2048, n_val=256, n_test=256),
+        TrainConfig(
+            epochs=10,
+            batch_size=16,
+            learning_rate=1e-3,
             lr_milestones=scaled_milestones(10),
         ),
     ),

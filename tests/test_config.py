@@ -29,7 +29,9 @@ def test_scaled_milestones_is_scale_milestones_of_the_paper():
 
 
 def test_unknown_preset_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'.*\['cpu', 'paper', 'tiny'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown preset 'huge'.*\['attribution', 'cpu', 'paper', 'tiny'\]"
+    ):
         config.resolve_preset("huge")
 
 

@@ -1,0 +1,216 @@
+"""The attribution benchmark's stages, in order, each resumable from the workdir's files.
+
+    1. data        the preset's splits (cached in scratch); the workdir's config is written, or
+                   checked against this one's identity (`AttributionConfig.identity`), with the
+                   training set's corruption flags, the subsets' masks and the baselines.
+    2. references  full-data runs with seeds seed .. seed + reference_runs - 1, every epoch kept.
+    3. scores      every scorer from the references (`scorers`), once.
+    4. retrains    the random subsets (LDS), the noise-ceiling repeats, then the removals by each
+                   removal scorer's top and bottom and at random.
+
+Interrupted anywhere, the same command continues: finished retrains are skipped, an
+interrupted one resumes from its last checkpoint, and existing score files are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments.attribution import retrain, scorers, subsets
+from experiments.attribution.config import AttributionConfig, ConfigError
+from experiments.attribution.layout import (
+    Layout,
+    ceiling_name,
+    random_removal_name,
+    reference_name,
+    removal_name,
+    subset_name,
+)
+from experiments.attribution.retrain import RunSpec
+from gf_jax import atomic, baselines
+from gf_jax import config as gf_config
+from gf_jax.checkpoint import CheckpointStore
+from gf_jax.config import Preset, to_dict
+from gf_jax.data import store
+from gf_jax.data.schema import ScenarioSet
+
+
+def resolve_preset(cfg: AttributionConfig) -> Preset:
+    """The benchmark's preset with its epoch, data and noise overrides (seed: `cfg.seed`)."""
+    return gf_config.resolve_preset(
+        cfg.preset, epochs=cfg.epochs, seed=cfg.seed, data=cfg.data, noise=cfg.noise
+    )
+
+
+def tokens_digest(data: ScenarioSet) -> str:
+    """A short hash of a split's scenario tokens, in order."""
+    text = "\n".join(map(str, data.meta["token"]))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def describe(cfg: AttributionConfig, preset: Preset, splits: dict[str, ScenarioSet]) -> dict:
+    """The workdir's config.json: the config, the preset, and which data it was made on."""
+    data = {f"n_{k}": len(v) for k, v in splits.items()}
+    data |= {f"{k}_tokens": tokens_digest(v) for k, v in splits.items()}
+    return {"attribution": cfg.to_dict(), "preset": to_dict(preset), "data": data}
+
+
+def check_workdir(layout: Layout, described: dict) -> None:
+    """ConfigError naming what differs when the workdir holds outputs of another benchmark."""
+    if not layout.config.exists():
+        return
+    saved = json.loads(layout.config.read_text())
+    saved_cfg = AttributionConfig.from_dict(saved["attribution"])
+    wanted_cfg = AttributionConfig.from_dict(described["attribution"])
+    differ = [k for k, v in wanted_cfg.identity().items() if saved_cfg.identity()[k] != v]
+    differ += [k for k in ("preset", "data") if saved.get(k) != described[k]]
+    if differ:
+        raise ConfigError(
+            f"{layout.root}: holds a benchmark with other {', '.join(differ)}; "
+            "use another --workdir (or delete it to start over)"
+        )
+
+
+def prepare(
+    cfg: AttributionConfig, layout: Layout, *, progress: bool = True
+) -> tuple[Preset, dict[str, ScenarioSet]]:
+    """Stage 1: the splits, and the workdir's config, flags, masks and baselines."""
+    preset = resolve_preset(cfg)
+    splits = store.load_splits(preset.data, root=layout.data, verbose=progress)
+    described = describe(cfg, preset, splits)
+    check_workdir(layout, described)
+    atomic.write_json(layout.config, described)  # the plan may have grown: the latest wins
+    n = len(splits["train"])
+    masks_RxN = subsets.subset_masks(n, cfg.subsets, cfg.subset_fraction, cfg.seed)
+    write_npz(layout.subsets, {"packed": np.packbits(masks_RxN, axis=1), "n": np.int64(n)})
+    if not layout.split.exists():
+        write_npz(layout.split, {"corrupted": np.asarray(splits["train"].meta["corrupted"], bool)})
+    if not layout.baselines.exists():
+        found = {s: baselines.evaluate(splits[s], preset.model.neighbors) for s in ("val", "test")}
+        by_planner = {p: {s: found[s][p] for s in found} for p in found["val"]}
+        atomic.write_json(layout.baselines, by_planner)
+    return preset, splits
+
+
+def reference_specs(cfg: AttributionConfig) -> list[RunSpec]:
+    return [
+        RunSpec(reference_name(s), "reference", s, keep_all=True, labels={"model": m})
+        for m, s in enumerate(cfg.reference_seeds)
+    ]
+
+
+def retrain_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
+    """The subsets, the ceiling repeats, then the removals (these read the score files)."""
+    out = []
+    for r in range(cfg.subsets):
+        idx = np.flatnonzero(subsets.subset_mask(n, cfg.subset_fraction, cfg.seed, r))
+        out.append(RunSpec(subset_name(r), "subset", cfg.seed, idx, labels={"subset": r}))
+        if r < cfg.ceiling_subsets:
+            labels = {"subset": r}
+            out.append(RunSpec(ceiling_name(r), "ceiling", cfg.ceiling_seed, idx, labels=labels))
+    for fraction in cfg.removal_fractions:
+        for scorer in cfg.removal_scorers:
+            score_N = scorers.load(layout.score_file(scorer))[0]
+            for side in subsets.SCORE_SIDES:
+                idx = subsets.removal_kept(score_N, fraction, side)
+                labels = {"scorer": scorer, "side": side, "fraction": fraction}
+                name = removal_name(scorer, side, fraction)
+                out.append(RunSpec(name, "removal", cfg.seed, idx, labels=labels))
+        for d in range(cfg.random_removals):
+            idx = subsets.random_kept(n, fraction, seed=cfg.seed, draw=d)
+            labels = {
+                "scorer": subsets.RANDOM_DRAW,
+                "side": "random",
+                "fraction": fraction,
+                "draw": d,
+            }
+            name = random_removal_name(d, fraction)
+            out.append(RunSpec(name, "removal", cfg.seed, idx, labels=labels))
+    return out
+
+
+def ensure_scores(
+    cfg: AttributionConfig,
+    preset: Preset,
+    splits: dict[str, ScenarioSet],
+    layout: Layout,
+    *,
+    progress: bool,
+) -> None:
+    """Stage 3; a reference whose checkpoints are gone (scratch wiped) is trained again first."""
+    missing = [n for n in cfg.scorer_names if not layout.score_file(n).exists()]
+    if not missing:
+        return
+    specs = reference_specs(cfg)
+    for spec in specs:
+        folder = layout.train(spec.name)
+        if not CheckpointStore(folder / "checkpoints", keep_all=True).epochs():
+            print(f"scores: {spec.name} has no checkpoints left in {folder}; training it again")
+            retrain.fit(spec, preset, splits, layout, overwrite=True, progress=progress)
+    inputs = scorers.Inputs(
+        cfg, preset, splits["train"], splits["val"], [layout.train(s.name) for s in specs]
+    )
+    scorers.ensure(inputs, layout, progress=progress)
+
+
+def run(
+    cfg: AttributionConfig,
+    layout: Layout,
+    *,
+    progress: bool = True,
+    max_runs: int | None = None,
+) -> dict[str, int]:
+    """Every stage; trains at most `max_runs` retrains this time (None: all). Returns counts
+    {trained, skipped, pending} of the retrains (references included)."""
+    preset, splits = prepare(cfg, layout, progress=progress)
+    counts = {"trained": 0, "skipped": 0, "pending": 0}
+
+    def go(specs: list[RunSpec], desc: str) -> None:
+        bar = tqdm(specs, desc=desc, unit="run", disable=not progress)
+        for spec in bar:
+            if retrain.finished(layout, spec, len(splits["train"])) is not None:
+                counts["skipped"] += 1
+                continue
+            if max_runs is not None and counts["trained"] >= max_runs:
+                counts["pending"] += 1
+                continue
+            bar.set_postfix_str(spec.name)
+            record = retrain.retrain(
+                spec,
+                preset,
+                splits,
+                layout,
+                keep_checkpoints=cfg.keep_checkpoints,
+                progress=progress,
+            )
+            counts["trained"] += 1
+            if progress:
+                tqdm.write(
+                    f"{spec.name}: val plan ADE {record['val']['plan_ade']:.3f} "
+                    f"({record['n_train']} examples, {record['wall_seconds']:.0f} s)"
+                )
+
+    go(reference_specs(cfg), "references")
+    if counts["pending"]:
+        return counts
+    ensure_scores(cfg, preset, splits, layout, progress=progress)
+    go(retrain_specs(cfg, layout, len(splits["train"])), "retrains")
+    return counts
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz written atomically."""
+
+    def write(f: Any) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        f.write(buf.getvalue())
+
+    atomic.write_bytes(path, write)
