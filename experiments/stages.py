@@ -78,10 +78,14 @@ def train_or_reuse(
     config = {"preset": to_dict(preset), **extra_config}
     cfg_path = workdir / "config.json"
     if cfg_path.exists() and not overwrite and not same_config(cfg_path, config):
-        raise RunError(
-            f"{workdir}: holds a {label} with a different configuration; pass --overwrite "
-            "or choose another --workdir/--name"
+        # The reference run is shared by every method's run: --overwrite of one run never
+        # replaces it, so its hint names the only ways out.
+        fix = (
+            "delete that folder to retrain it, or choose another --workdir"
+            if label == "reference"
+            else "pass --overwrite or choose another --workdir/--name"
         )
+        raise RunError(f"{workdir}: holds a {label} with a different configuration; {fix}")
     finished = (workdir / "result.json").exists() and not overwrite
     resuming = not finished and not overwrite and (workdir / "checkpoints").is_dir()
     state = "cache hit" if finished else "resuming" if resuming else "training"

@@ -9,11 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+# What a killed writer leaves next to its target: `.<name>.<random>.tmp` (a file or folder being
+# written) and `.<name>.old.<pid>` (a folder being replaced).
+_TEMPORARY = re.compile(r"\..+\.(?:[^.]+\.tmp|old\.\d+)")
 
 
 def write_bytes(path: str | os.PathLike, writer: Callable[[IO[bytes]], Any]) -> Path:
@@ -68,3 +73,24 @@ def directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Removes the temporaries of this module's writes found in `folder` (not below it).
+
+    They are left only by killed writers; the caller must know that no writer is active in
+    `folder` now (a training workdir's lock says so). Returns what was removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in folder.iterdir():
+        if not _TEMPORARY.fullmatch(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed

@@ -35,7 +35,8 @@ def evaluate(
     sums: dict[str, list[np.ndarray]] = {}
     weights = []
     for batch, weight_B in batches(data, np.arange(len(data)), batch_size, model_cfg.neighbors):
-        out = jax.device_get(step_fn(params, mesh_lib.shard_batch(batch, mesh)))
+        # Every process gets every example's values (gathered across processes if need be).
+        out = mesh_lib.to_host(step_fn(params, mesh_lib.shard_batch(batch, mesh)))
         for k, v in out.items():
             sums.setdefault(k, []).append(np.asarray(v))
         weights.append(weight_B)

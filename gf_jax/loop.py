@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tqdm.auto import tqdm
 
 from gf_jax import checkpoint, model, steps
@@ -77,14 +79,29 @@ class TrainState:
 
 
 def init_state(trainer: Trainer, *, resume: bool) -> TrainState:
-    """Fresh parameters from the seed, or the last complete checkpoint when resuming."""
+    """Fresh parameters from the seed, or the newest checkpoint that reads back when resuming.
+
+    The lead reads the checkpoint (falling back past damaged ones, and saying so) and every
+    other process receives it by broadcast, so only the lead needs the workdir's files.
+    """
     mcfg, tcfg = trainer.preset.model, trainer.preset.train
     params = model.init_params(mcfg, jax.random.fold_in(jax.random.key(tcfg.seed), 0))
     opt_state = steps.make_optimizer(tcfg).init(params)
     epoch, step, history = 0, 0, ()
-    latest = trainer.checkpoints.latest() if resume else None
-    if latest is not None:
-        params, opt_state, meta = trainer.checkpoints.restore(latest, opt_state)
+    held: dict[str, Any] = {}  # the lead's restored arrays, until they are broadcast
+
+    def restore() -> dict | None:  # on the lead; its failure stops every process
+        warn = functools.partial(tqdm.write, file=sys.stderr)
+        found = trainer.checkpoints.restore_latest(opt_state, report=warn) if resume else None
+        if found is None:
+            return None
+        held["arrays"] = found[:2]
+        return found[2]
+
+    meta = mesh_lib.on_lead(restore)
+    if meta is not None:
+        arrays = mesh_lib.broadcast_arrays(held.get("arrays"), like=(params, opt_state))
+        params, opt_state = arrays
         epoch, step, history = meta["epoch"] + 1, meta["step"], tuple(meta["history"])
     return TrainState(
         params=mesh_lib.replicate(params, trainer.mesh),
@@ -93,6 +110,40 @@ def init_state(trainer: Trainer, *, resume: bool) -> TrainState:
         step=step,
         history=history,
     )
+
+
+def best_params(trainer: Trainer, like: Params) -> Params:
+    """The best-validation parameters from `best/`, read by the lead, replicated on the mesh."""
+    held: dict[str, Any] = {}
+
+    def restore() -> None:  # on the lead; its failure stops every process
+        held["params"] = trainer.checkpoints.params("best")
+
+    mesh_lib.lead_does(restore)
+    params = mesh_lib.broadcast_arrays(held.get("params"), like=like)
+    return mesh_lib.replicate(params, trainer.mesh)
+
+
+def precompile(trainer: Trainer, state: TrainState) -> None:
+    """Multi-process: compiles the train and eval steps on every process, then waits for all.
+
+    A collective's first run gives every process a fixed 30 s to arrive (gloo on CPU); compiling
+    a step may take longer than that, and longer on one host than on another.
+    """
+    if jax.process_count() == 1:
+        return
+    mcfg, tcfg = trainer.preset.model, trainer.preset.train
+    shard = functools.partial(mesh_lib.shard_batch, mesh=trainer.mesh)
+    idx_B = np.arange(min(tcfg.batch_size, len(trainer.train)))
+    batch, weight_B = next(batches(trainer.train, idx_B, tcfg.batch_size, mcfg.neighbors))
+    lr = jnp.float32(tcfg.lr_at_step(0, 0))
+    args = (state.params, state.opt_state, shard(batch), shard(weight_B), jax.random.key(0), lr)
+    trainer.step_fn.lower(*args).compile()  # the later calls find it in JAX's cache
+    eval_size = mesh_lib.round_up_to_devices(tcfg.eval_batch_size, trainer.mesh)
+    idx_B = np.arange(min(eval_size, len(trainer.val)))
+    batch, _ = next(batches(trainer.val, idx_B, eval_size, mcfg.neighbors))
+    trainer.eval_fn.lower(state.params, shard(batch)).compile()
+    mesh_lib.barrier()
 
 
 def run_epoch(trainer: Trainer, state: TrainState) -> tuple[TrainState, dict[str, Any]]:
@@ -136,7 +187,8 @@ def train_pass(trainer: Trainer, state: TrainState) -> tuple[Params, Any, int, f
         leave=False,
     )
     dropout_key = jax.random.fold_in(jax.random.key(tcfg.seed), 1)
-    check = functools.partial(finite_loss, epoch=epoch, where=trainer.checkpoints.root)
+    last = trainer.checkpoints.path(epoch - 1) if epoch else None  # committed before this epoch
+    check = functools.partial(finite_loss, epoch=epoch, last_checkpoint=last)
     params, opt_state = state.params, state.opt_state
     pending: jax.Array | None = None
     loss_sum, loss_count = 0.0, 0
@@ -167,7 +219,13 @@ def commit_epoch(trainer: Trainer, state: TrainState, record: dict[str, Any], lo
     """Checkpoints the epoch just run (and `best/` if it is the best so far), then logs it.
 
     The checkpoint comes first: a kill in between leaves a log row too few, never one too many.
+    Only the lead writes (the parameters are replicated, so they are everyone's); if it fails
+    (a full disk), every process stops with its message.
     """
+    mesh_lib.lead_does(lambda: _commit(trainer, state, record, log))
+
+
+def _commit(trainer: Trainer, state: TrainState, record: dict[str, Any], log: Path) -> None:
     epoch = state.epoch - 1
     best = min(state.history, key=lambda r: r["val_plan_ade"])
     is_best = best["epoch"] == record["epoch"]
@@ -182,12 +240,21 @@ def commit_epoch(trainer: Trainer, state: TrainState, record: dict[str, Any], lo
         )
 
 
-def finite_loss(loss: jax.Array, at_step: int, *, epoch: int, where: Path) -> float:
-    """The loss as a float; TrainingError naming the step and the kept checkpoint if not finite."""
+def finite_loss(
+    loss: jax.Array, at_step: int, *, epoch: int, last_checkpoint: Path | None
+) -> float:
+    """The loss as a float; TrainingError naming the step and the kept checkpoint if not finite.
+
+    Every process sees the same (replicated) loss, so all of them stop here together.
+    """
     value = float(loss)
     if not math.isfinite(value):
+        kept = (
+            f"the last good checkpoint, {last_checkpoint} (epoch {epoch}), is kept"
+            if last_checkpoint is not None
+            else "no checkpoint was written before it"
+        )
         raise workdir_lib.TrainingError(
-            f"non-finite loss {value} at epoch {epoch + 1}, step {at_step}; "
-            f"the last good checkpoint is kept in {where}"
+            f"non-finite loss {value} at epoch {epoch + 1}, step {at_step}; {kept}"
         )
     return value

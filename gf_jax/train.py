@@ -13,22 +13,22 @@ exactly the stream an uninterrupted run would have seen. The pieces live in thei
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
-import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from gf_jax import atomic, checkpoint, loop, runtime, steps
+from gf_jax import atomic, checkpoint, cli, loop, runtime, steps
 from gf_jax import mesh as mesh_lib
 from gf_jax import workdir as workdir_lib
-from gf_jax.config import Preset, resolve_preset, to_dict
+from gf_jax.config import PRESETS, Preset, default_preset_name, resolve_preset, to_dict
 from gf_jax.data.schema import ScenarioSet
 from gf_jax.evaluate import METRIC_KEYS, evaluate
 from gf_jax.sampling import Sampling, batches, epoch_indices
@@ -102,12 +102,15 @@ def fit(
     Args:
       preset: model, data and training configs (the train config's seed drives everything).
       train, val, test: the splits; test is evaluated once, with the best-val parameters.
-      workdir: output folder; locked while the run is alive.
+      workdir: output folder; locked while the run is alive. In a multi-process run only
+        process 0 takes the lock and writes there; every process returns the same result.
       sampling: None (uniform shuffled passes), int array (subset), or epoch -> probabilities.
       keep_all_checkpoints: keep every epoch's checkpoint (reference runs for TracIn).
-      resume: continue from the last complete checkpoint in `workdir`; a finished run there is
-        returned as it is.
-      overwrite: allow replacing a finished run in `workdir`.
+      resume: continue from the newest checkpoint in `workdir` that reads back (a damaged newer
+        one is reported and removed); a finished run there is returned as it is. Either is
+        refused (TrainingError naming the differing keys) if its saved config is not `config`.
+      overwrite: start over, replacing a finished or interrupted run in `workdir`. Without
+        `resume` or `overwrite`, a workdir holding either is refused: no work is lost unasked.
       extra_config: merged into the saved config (e.g. method and curriculum settings).
       extra_result: merged into `result.json` (e.g. method, seed, timings); its keys may not be
         ones `fit` writes itself (RESULT_KEYS). `fit_seconds` is this call's wall time.
@@ -119,26 +122,39 @@ def fit(
     if clash:
         raise ValueError(f"extra_result: keys {clash} are written by fit itself")
     workdir = Path(workdir)
-    with workdir_lib.lock(workdir):
-        result_path = workdir / workdir_lib.RESULT_FILE
-        if result_path.exists() and not overwrite and not resume:
-            raise TrainingError(f"{workdir}: holds a finished run; pass --overwrite to replace it")
-        if result_path.exists() and resume:
-            return FitResult(json.loads(result_path.read_text()), workdir)
-        config = {"preset": to_dict(preset), **(extra_config or {})}
-        ckpts = workdir_lib.prepare(workdir, config, resume=resume, keep_all=keep_all_checkpoints)
+    config = {"preset": to_dict(preset), **(extra_config or {})}
+    with contextlib.ExitStack() as held:
+
+        def open_workdir() -> dict[str, Any]:  # the lead's verdict, shared with every process
+            held.enter_context(workdir_lib.lock(workdir))
+            stale = workdir_lib.remove_temporaries(workdir)
+            if stale:
+                names = ", ".join(str(p.relative_to(workdir)) for p in stale)
+                print(f"train: removed {names} in {workdir}, left by a killed run", file=sys.stderr)
+            return workdir_lib.plan(workdir, config, resume=resume, overwrite=overwrite)
+
+        plan = mesh_lib.on_lead(open_workdir)
+        if plan["state"] == workdir_lib.FINISHED:
+            return FitResult(plan["result"], workdir)
+        ckpts = checkpoint.CheckpointStore(
+            workdir / workdir_lib.CHECKPOINTS_DIR, keep_all=keep_all_checkpoints
+        )
         trainer = make_trainer(preset, train, val, sampling, ckpts, mesh=mesh, progress=progress)
-        state = loop.init_state(trainer, resume=resume)
+        fresh = plan["state"] == workdir_lib.FRESH
+        state = loop.init_state(trainer, resume=not fresh)
+        # Only now that the state is in memory is anything written (by the lead).
+        mesh_lib.lead_does(
+            lambda: workdir_lib.begin(workdir, config, fresh=fresh, history=state.history)
+        )
         log = workdir / workdir_lib.METRICS_FILE
-        if state.epoch:  # resumed: drop log rows of an epoch whose checkpoint never landed
-            workdir_lib.truncate_jsonl(log, state.epoch)
+        loop.precompile(trainer, state)
         while state.epoch < preset.train.epochs:
             # Looked up on the module at each call, so a test can simulate a kill between epochs.
             state, record = loop.run_epoch(trainer, state)
             loop.commit_epoch(trainer, state, record, log)
         result = finish(trainer, state, test, config)
         result = {**result, "fit_seconds": time.perf_counter() - t0, **(extra_result or {})}
-        atomic.write_json(result_path, result)
+        mesh_lib.lead_does(lambda: atomic.write_json(workdir / workdir_lib.RESULT_FILE, result))
         return FitResult(result, workdir)
 
 
@@ -162,6 +178,7 @@ def make_trainer(
             f"({tcfg.grad_accum} x {n_dev})"
         )
     step_fn, eval_fn = steps.compiled_steps(preset.model, tcfg)
+    progress = progress and mesh_lib.is_lead()  # one progress display per run
     return loop.Trainer(preset, train, val, sampling, mesh, step_fn, eval_fn, ckpts, progress)
 
 
@@ -180,7 +197,7 @@ def finish(
     }
     if test is not None:
         result["test"] = evaluate(
-            trainer.checkpoints.params("best"),
+            loop.best_params(trainer, like=state.params),
             test,
             trainer.preset.model,
             batch_size=trainer.preset.train.eval_batch_size,
@@ -193,55 +210,115 @@ def finish(
 # ----------------------------------------------------------------------------- CLI
 
 
+def _at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line of `python -m gf_jax.train`."""
-    p = argparse.ArgumentParser(
+    p = cli.ArgumentParser(
         prog="python -m gf_jax.train", description="Uniform GameFormer training run."
     )
     p.add_argument(
-        "--preset", default=None, help="paper | cpu | tiny (default: paper on GPU, else cpu)"
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="paper | cpu | tiny (default: paper on GPU, else cpu)",
     )
-    p.add_argument("--seed", type=int, default=0, help="training seed (sampling, init, dropout)")
+    p.add_argument(
+        "--seed", type=_at_least(0), default=0, help="training seed (sampling, init, dropout)"
+    )
     p.add_argument("--workdir", required=True, help="output folder")
-    p.add_argument("--epochs", type=int, default=None, help="override the preset's epoch count")
+    p.add_argument(
+        "--epochs", type=_at_least(1), default=None, help="override the preset's epoch count"
+    )
     p.add_argument(
         "--data",
         default=None,
         help="synthetic (default), npz:DIR, nuplan:DB_DIR,MAPS_DIR or real-samples",
     )
     p.add_argument("--data-root", default="runs/data", help="dataset cache folder")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (or return a finished one)",
+    )
+    again.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over, replacing a finished or interrupted run",
+    )
     p.add_argument("--keep-all-checkpoints", action="store_true", help="keep every epoch")
     p.add_argument("--coordinator", default=None, help="multi-host: coordinator address host:port")
-    p.add_argument("--num-processes", type=int, default=None, help="multi-host: process count")
-    p.add_argument("--process-id", type=int, default=None, help="multi-host: this process's id")
+    p.add_argument(
+        "--num-processes", type=_at_least(1), default=None, help="multi-host: process count"
+    )
+    p.add_argument(
+        "--process-id", type=_at_least(0), default=None, help="multi-host: this process's id"
+    )
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, all checked before any work: cli.UsageError (exit 2) naming the flag."""
     args = parser().parse_args(argv)
+    mesh_lib.Cluster(args.coordinator, args.num_processes, args.process_id).validate()
+    if args.data is not None:
+        from gf_jax.data import store  # the data layer only when training from the command line
+        from gf_jax.data.schema import DataError
+
+        try:
+            store.parse_source(args.data)
+        except DataError as e:
+            raise cli.UsageError(f"--data: {e}") from e
+    return args
+
+
+@cli.guarded
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m gf_jax.train`: 0 done, 1 refused or failed (one line), 2 a wrong option."""
+    args = parse_args(argv)
     from gf_jax.data import store  # the data layer only when training from the command line
 
-    mesh_lib.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-    preset = resolve_preset(args.preset, epochs=args.epochs, seed=args.seed, data=args.data)
-    splits = store.load_splits(preset.data, root=args.data_root, verbose=True)
+    cluster = mesh_lib.Cluster(args.coordinator, args.num_processes, args.process_id)
+    mesh_lib.initialize_distributed(cluster)
+    lead = mesh_lib.is_lead()
+    workdir = Path(args.workdir)
+    mesh_lib.lead_does(lambda: workdir_lib.check_usable(workdir))  # before minutes of data work
+    name = args.preset or default_preset_name(verbose=lead)
+    preset = resolve_preset(name, epochs=args.epochs, seed=args.seed, data=args.data)
+    splits = mesh_lib.lead_first(  # a shared data cache is built once, by the lead
+        lambda: store.load_splits(preset.data, root=args.data_root, verbose=lead, progress=lead)
+    )
     try:
         out = fit(
             preset,
             splits["train"],
             splits["val"],
             splits["test"],
-            workdir=args.workdir,
+            workdir=workdir,
             resume=args.resume,
             overwrite=args.overwrite,
             keep_all_checkpoints=args.keep_all_checkpoints,
         )
-    except TrainingError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    except KeyboardInterrupt:
+        cli.fail(f"interrupted; rerun with --resume to continue {workdir} from its last checkpoint")
+        return 130
     r = out.result
-    print(f"best epoch {r['best_epoch']}: " + "  ".join(f"{k} {r[k]:.3f}" for k in METRIC_KEYS))
+    if lead:
+        print(f"best epoch {r['best_epoch']}: " + "  ".join(f"{k} {r[k]:.3f}" for k in METRIC_KEYS))
     return 0
 
 
