@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,11 @@ FILE_KEYS = ("map_name", "token", *ARRAY_KEYS)
 _CITY_OF_MAP = {v: k for k, v in CITY_MAP_NAMES.items()}
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with members, an empty zip
 _NPY_MAGIC = b"\x93NUMPY"
+# numpy parses every .npy header with `ast.literal_eval`, and CPython 3.11's AST constructor is not
+# thread-safe (concurrent calls can raise "SystemError: AST constructor recursion depth mismatch"):
+# `load` reads files on a thread pool, so member reads take this lock.
+# Members of GameFormer's npz files are small and stored uncompressed, so little is serialised.
+_NPY_READ_LOCK = threading.Lock()
 
 
 def city_of_map(map_name: str) -> str:
@@ -101,7 +107,8 @@ def _check_is_zip(path: Path) -> None:
 def _member(z: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     """One array of an open npz; object arrays are refused as pickles, never loaded."""
     try:
-        return z[key]
+        with _NPY_READ_LOCK:
+            return z[key]
     except ValueError as e:
         if "allow_pickle" not in str(e):
             raise
