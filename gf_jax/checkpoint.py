@@ -14,9 +14,11 @@ multi-process run that is process 0, and the others get its contents by broadcas
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
+import re
 import shutil
 import zlib
 from collections.abc import Callable, Iterator
@@ -86,12 +88,42 @@ def save_params(directory: str | os.PathLike, params: Any, metadata: dict) -> Pa
     """
     directory = Path(directory).absolute()
     host_params = jax.tree.map(np.asarray, jax.device_get(params))
+    _check_space(directory, sum(x.nbytes for x in jax.tree.leaves(host_params)))
     with atomic.directory(directory) as tmp:
-        with _quiet():
-            _checkpointer().save(tmp / PARAMS_DIR, host_params)
+        # The checkpointer is closed even on failure: otherwise orbax's writer threads print
+        # pages of "Event loop is closed" tracebacks when the interpreter exits.
+        try:
+            with _quiet(), _checkpointer() as checkpointer:
+                checkpointer.save(tmp / PARAMS_DIR, host_params)
+        except Exception as e:  # tensorstore wraps an OS error in pages of its spec
+            raise _write_failure(e, directory) from e
         atomic.write_json(tmp / FILES_FILE, _file_table(tmp / PARAMS_DIR))
         atomic.write_json(tmp / METADATA_FILE, metadata)  # last: it marks the folder complete
     return directory
+
+
+def _check_space(directory: Path, nbytes: int) -> None:
+    """Refuses a write that cannot fit, before orbax starts one: a full disk met half-way
+    through a write leaves orbax's threads printing tracebacks long after the error."""
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if free < nbytes:
+        needs = f"about {nbytes / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free"
+        reason = f"cannot write the checkpoint: {os.strerror(errno.ENOSPC)} ({needs})"
+        raise OSError(errno.ENOSPC, reason, str(directory))
+
+
+def _write_failure(error: Exception, directory: Path) -> Exception:
+    """One line for a failed write: the OS error (full disk, no permission) naming the
+    checkpoint folder when orbax's message carries one, else the first line of the message."""
+    code = getattr(error, "errno", None)
+    if not code:
+        found = re.search(r"os_error_code='(\d+)'", str(error))
+        code = int(found.group(1)) if found else None
+    if code:
+        return OSError(code, f"cannot write the checkpoint: {os.strerror(code)}", str(directory))
+    text = re.sub(r"\s*\[tensorstore_spec=.*", "", _reason(error))
+    return CheckpointError(f"{directory}: cannot write the checkpoint: {text}")
 
 
 def read_metadata(directory: str | os.PathLike) -> dict:
@@ -149,8 +181,7 @@ def restore_params(directory: str | os.PathLike) -> tuple[Any, dict]:
     metadata = read_metadata(directory)
     verify(directory)
     try:
-        with _quiet():
-            checkpointer = _checkpointer()
+        with _quiet(), _checkpointer() as checkpointer:
             tree_meta = checkpointer.metadata(params_dir)
             tree_meta = getattr(tree_meta, "item_metadata", tree_meta)
             tree_meta = getattr(tree_meta, "tree", tree_meta)

@@ -21,3 +21,15 @@ from scenario_factory import make_scenarios  # noqa: E402
 @pytest.fixture
 def scenarios():
     return make_scenarios
+
+
+@pytest.fixture
+def npz_source(tmp_path, scenarios):
+    """A GameFormer npz folder with train/valid/test subfolders of 4/2/2 scenarios."""
+    from gf_jax.data import gameformer_npz
+
+    root = tmp_path / "processed"
+    gameformer_npz.write_folder(scenarios(4, seed=0), root / "train")
+    gameformer_npz.write_folder(scenarios(2, seed=1), root / "valid")
+    gameformer_npz.write_folder(scenarios(2, seed=2), root / "test")
+    return root

@@ -7,17 +7,8 @@ import pytest
 
 from gf_jax import atomic
 from gf_jax.config import DataConfig
-from gf_jax.data import gameformer_npz, store
+from gf_jax.data import store
 from gf_jax.data.schema import ARRAY_KEYS, DataError
-
-
-@pytest.fixture
-def npz_source(tmp_path, scenarios):
-    root = tmp_path / "processed"
-    gameformer_npz.write_folder(scenarios(4, seed=0), root / "train")
-    gameformer_npz.write_folder(scenarios(2, seed=1), root / "valid")
-    gameformer_npz.write_folder(scenarios(2, seed=2), root / "test")
-    return root
 
 
 def test_folder_source_builds_then_hits_cache(tmp_path, npz_source, capsys):

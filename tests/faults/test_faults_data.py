@@ -42,16 +42,6 @@ def warnings_of(err: str) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("warning:")]
 
 
-@pytest.fixture
-def npz_source(tmp_path, scenarios):
-    """A GameFormer npz folder with train/valid/test subfolders of 4/2/2 scenarios."""
-    root = tmp_path / "processed"
-    gameformer_npz.write_folder(scenarios(4, seed=0), root / "train")
-    gameformer_npz.write_folder(scenarios(2, seed=1), root / "valid")
-    gameformer_npz.write_folder(scenarios(2, seed=2), root / "test")
-    return root
-
-
 def snapshot(s):
     """In-memory copies (the memory maps would fault once a test damages their files)."""
     return store.ScenarioSet({k: np.array(v) for k, v in s.arrays.items()}, s.meta, s.source)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -180,6 +181,35 @@ def test_run_names_a_missing_data_folder(workdir, capsys, no_training):
     assert_no_new_files(workdir, before)
     fixed = run_cli(run_script.main, argv, capsys)
     assert fixed.code == 0 and len(no_training) == 1
+
+
+def test_reference_conflict_hint_is_true(workdir, capsys, monkeypatch):
+    """A reference folder trained with another config: the hint names the ways out that work
+    (--overwrite of a method's run never replaces the shared reference, so it must not say so)."""
+    ref = Layout(workdir).reference()
+    ref.mkdir(parents=True)
+    (ref / "config.json").write_text(json.dumps({"preset": {"name": "other"}}))
+    before = files_under(workdir)
+    argv = ["--method", "tracin", *TINY, "--workdir", str(workdir)]
+    for extra in ([], ["--overwrite"]):
+        outcome = run_cli(run_script.main, [*argv, *extra], capsys)
+        assert_refused(outcome, 1, ref, "delete that folder")
+        assert "--overwrite" not in outcome.errors[0]
+        assert_no_new_files(workdir, before)
+    shutil.rmtree(ref)  # the fix the hint names
+    fitted: list[Path] = []
+
+    def fit(*args, workdir: Path, **kwargs) -> SimpleNamespace:
+        fitted.append(workdir)
+        return SimpleNamespace(result={"name": "reference"})
+
+    monkeypatch.setattr(stages.train, "fit", fit)
+    cfg = RunConfig("tracin", preset="tiny", epochs=2)
+    splits = store.load_splits(
+        stages.resolve_preset(cfg).data, root=Layout(workdir).data, progress=False
+    )
+    assert stages.reference_run(cfg, splits, Layout(workdir), progress=False) == ref
+    assert fitted == [ref]
 
 
 # ----------------------------------------------------------------------------- sweep.py

@@ -7,10 +7,13 @@ was written or changed, and that the same command succeeds once the input is fix
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import jax
@@ -303,3 +306,60 @@ def test_non_finite_loss_names_the_last_checkpoint_that_exists(
     fixed = run_cli(train.main, _argv(workdir, data_root, "--resume"), capsys)
     assert fixed.code == 0 and fixed.errors == []
     _assert_same_run(workdir, finished)
+
+
+# ----------------------------------------------------------------------------- full disk
+
+
+@contextlib.contextmanager
+def _small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A real file system of `size` bytes at `folder` (root only: mount needs the privilege)."""
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def _assert_full_disk_refused(outcome, workdir: Path) -> None:
+    assert_refused(outcome, 1, str(workdir / "checkpoints" / "epoch_000"), "No space left")
+    assert not any("Traceback" in line for line in outcome.errors)
+    assert not list((workdir / "checkpoints").glob(".*.tmp"))  # no half-written checkpoint
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_full_disk_is_one_line_and_resumes_once_space_is_freed(
+    tmp_path, capsys, finished, data_root
+):
+    with _small_tmpfs(tmp_path / "disk", "96k") as disk:
+        workdir = disk / "run"
+        outcome = run_cli(train.main, _argv(workdir, data_root), capsys)
+        _assert_full_disk_refused(outcome, workdir)
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        fixed = run_cli(train.main, _argv(workdir, data_root, "--resume"), capsys)
+        assert fixed.code == 0 and fixed.errors == [], fixed.errors
+        _assert_same_run(workdir, finished)
+
+
+def test_disk_filling_up_during_a_write_is_one_line(tmp_path, capsys, monkeypatch, data_root):
+    # Space ran out while orbax wrote (the free-space check passed): tensorstore's error is a
+    # ValueError of several kilobytes ending in the OS error code; the user sees errno 28.
+    def full(self, *args, **kwargs):
+        raise ValueError(
+            'RESOURCE_EXHAUSTED: Error writing local file "x/manifest.ocdbt": Failed to write'
+            " 264 bytes to file 36: No space left on device [tensorstore_spec='{...}']"
+            " [os_error_code='28']"
+        )
+
+    monkeypatch.setattr(checkpoint.ocp.Checkpointer, "save", full)
+    workdir = tmp_path / "run"
+    outcome = run_cli(train.main, _argv(workdir, data_root), capsys)
+    _assert_full_disk_refused(outcome, workdir)
+    assert "tensorstore_spec" not in outcome.errors[0]
+    monkeypatch.undo()
+    fixed = run_cli(train.main, _argv(workdir, data_root, "--resume"), capsys)
+    assert fixed.code == 0 and fixed.errors == [], fixed.errors
