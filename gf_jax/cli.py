@@ -43,9 +43,22 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_EXIT, f"error: {message} (see {self.prog} --help)\n")
 
 
-def fail(message: str) -> None:
-    """Prints one error line to stderr (newlines folded, so it stays one line)."""
-    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+def one_line(message: object) -> str:
+    """A message (or an exception's) with its newlines and runs of spaces folded into one line."""
+    text = " ".join(str(message).split())
+    if not text and isinstance(message, BaseException):
+        return type(message).__name__  # e.g. a bare KeyError()
+    return text
+
+
+def fail(message: object) -> None:
+    """Prints one error line to stderr."""
+    print(f"error: {one_line(message)}", file=sys.stderr)
+
+
+def warn(message: object) -> None:
+    """Prints one warning line to stderr (work goes on)."""
+    print(f"warning: {one_line(message)}", file=sys.stderr)
 
 
 def exit_code(error: BaseException) -> int:

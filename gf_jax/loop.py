@@ -153,6 +153,7 @@ def run_epoch(trainer: Trainer, state: TrainState) -> tuple[TrainState, dict[str
     """
     tcfg = trainer.preset.train
     params, opt_state, step, train_loss, seconds = train_pass(trainer, state)
+    t0 = time.perf_counter()
     val_metrics = evaluate(
         params,
         trainer.val,
@@ -166,7 +167,8 @@ def run_epoch(trainer: Trainer, state: TrainState) -> tuple[TrainState, dict[str
         "step": step,
         "lr": tcfg.lr_at_epoch(state.epoch),
         "train_loss": train_loss,
-        "train_seconds": seconds,
+        "train_seconds": seconds,  # the first epoch's includes compiling the train step
+        "eval_seconds": time.perf_counter() - t0,
         **{f"val_{k}": v for k, v in val_metrics.items()},
     }
     history = (*state.history, record)

@@ -34,7 +34,7 @@ def data():
 
 
 def _strip(history):
-    return [{k: v for k, v in r.items() if k != "train_seconds"} for r in history]
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in history]
 
 
 def _fit(preset, data, workdir, **kw):

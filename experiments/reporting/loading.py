@@ -11,7 +11,6 @@ warnings naming the file: printed to stderr and appended to the caller's `notes`
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from experiments import scoring
 from experiments.layout import CONFIG, Layout
 from experiments.runconfig import RunConfig
+from gf_jax import cli
 from gf_jax.config import Preset, preset_from_dict
 
 Runs = dict[str, dict[int, dict]]  # {run name: {seed: result}}
@@ -36,7 +36,7 @@ VARIANT_OPTIONS = {
 
 def warn(message: str, notes: list[str] | None) -> None:
     """One line on stderr, and the same line in the report's notes."""
-    print(f"warning: {message}", file=sys.stderr)
+    cli.warn(message)
     if notes is not None:
         notes.append(message)
 

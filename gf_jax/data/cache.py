@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from gf_jax import atomic
+from gf_jax.cli import one_line, warn
 from gf_jax.data.schema import ARRAY_KEYS, LAYOUT, META_KEYS, DataError, ScenarioSet
 
 # Temporary folders of `atomic.directory` for a cache entry: `.<split>-<key>.<random>.tmp` while
@@ -164,14 +165,6 @@ def first_non_finite(a_NxD: np.ndarray) -> int | None:
         if bad.size:
             return start + int(bad[0])
     return None
-
-
-def one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-def warn(message: str) -> None:
-    print(f"warning: {' '.join(message.split())}", file=sys.stderr)
 
 
 def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
