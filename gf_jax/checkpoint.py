@@ -106,9 +106,11 @@ def _check_space(directory: Path, nbytes: int) -> None:
     """Refuses a write that cannot fit, before orbax starts one: a full disk met half-way
     through a write leaves orbax's threads printing tracebacks long after the error."""
     existing = next(p for p in (directory, *directory.parents) if p.exists())
-    free = shutil.disk_usage(existing).free
-    if free < nbytes:
-        needs = f"about {nbytes / 1e6:.1f} MB needed, {free / 1e6:.1f} MB free"
+    usage = shutil.disk_usage(existing)
+    # Some FUSE and network file systems report no sizes at all: then orbax finds out itself.
+    # `nbytes` is uncompressed, an upper bound of what orbax writes.
+    if usage.total and usage.free < nbytes:
+        needs = f"at most {nbytes / 1e6:.1f} MB needed, {usage.free / 1e6:.1f} MB free"
         reason = f"cannot write the checkpoint: {os.strerror(errno.ENOSPC)} ({needs})"
         raise OSError(errno.ENOSPC, reason, str(directory))
 
@@ -266,9 +268,12 @@ class CheckpointStore:
         """Writes the epoch's state, updates `best/`, and prunes older epochs unless keep_all."""
         meta = {**metadata, "epoch": epoch}
         state = {"params": params, "opt_state": _leaves_dict(jax.device_get(opt_state))}
-        path = save_params(self.path(epoch), state, meta)
+        # `best/` first: the epoch folder is what a resume starts from, so if the second write
+        # fails (a full disk) or is killed, the epoch is retrained and `best/` rewritten with
+        # the same parameters, never left behind an epoch the history calls best.
         if is_best:
             save_params(self.path("best"), {"params": params}, meta)
+        path = save_params(self.path(epoch), state, meta)
         if not self.keep_all:
             for e in self._folders():
                 if e <= epoch - self.KEEP:

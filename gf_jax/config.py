@@ -229,7 +229,7 @@ PRESETS: dict[str, Preset] = {
     # (50+ random half-subsets, a second seed for some, removal curves, 5 reference runs), so one
     # retrain on half the training set must take about 1-2 minutes on 2 cores and still learn.
     # Measured on 2 cores against route following (val plan ADE 5.51 on this validation split),
-    # runs on 1,024 scenarios = a half-subset of this preset, the cpu model at a quarter width:
+    # runs on 1,024 scenarios = a half-subset of this preset, the cpu model at half its width and one encoder layer:
     #   12 epochs, lr 1e-3, halved at 9, 10, 11  -> 3.91 (0.71x), 2m20s incl. compile and evals
     #   12 epochs, lr 2e-3, same milestones       -> 6.92 (above route following)
     #   20 epochs, lr 1e-3, paper milestones      -> 3.70 (0.67x), 6m00s (without tcmalloc)

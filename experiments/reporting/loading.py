@@ -38,7 +38,7 @@ def warn(message: str, notes: list[str] | None) -> None:
     """One line on stderr, and the same line in the report's notes."""
     cli.warn(message)
     if notes is not None:
-        notes.append(message)
+        notes.append(cli.one_line(message))
 
 
 # ----------------------------------------------------------------------------- runs

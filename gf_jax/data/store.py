@@ -33,17 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from gf_jax.cli import one_line, warn
 from gf_jax.config import DataConfig, to_dict
 from gf_jax.data import gameformer_npz
-from gf_jax.data.cache import (
-    check_disjoint,
-    check_unique_tokens,
-    load,
-    one_line,
-    remove_stale_temps,
-    save,
-    warn,
-)
+from gf_jax.data.cache import check_disjoint, check_unique_tokens, load, remove_stale_temps, save
 from gf_jax.data.schema import DataError, ScenarioSet
 
 SPLITS = ("train", "val", "test")
