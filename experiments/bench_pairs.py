@@ -36,17 +36,13 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from experiments import benchlib, options
 from gf_jax import cli, model, runtime
 from gf_jax import mesh as mesh_lib
-from gf_jax import steps as steps_lib
 from gf_jax.config import PRESETS, Preset
 from gf_jax.data import store
 from gf_jax.data.schema import ScenarioSet
-from gf_jax.sampling import batches
 from valuation import gameformer, pairs
 from valuation.chunks import chunk_size_for
 
@@ -70,23 +66,8 @@ def _peak_rss_mb() -> float:
 
 def train_run_seconds(preset: Preset, train: ScenarioSet, steps: int) -> dict:
     """One training run's step time: epochs x ceil(N / batch) steps at the measured step time."""
-    mcfg, tcfg = preset.model, preset.train
-    mesh = mesh_lib.data_mesh()
-    step_fn, _ = steps_lib.compiled_steps(mcfg, tcfg)
-    params = mesh_lib.replicate(model.init_params(mcfg, jax.random.key(0)), mesh)
-    opt = mesh_lib.replicate(steps_lib.make_optimizer(tcfg).init(params), mesh)
-    order = np.random.default_rng(0).permutation(len(train))
-    feed = batches(train, np.resize(order, (steps + 1) * tcfg.batch_size), tcfg.batch_size,
-                   mcfg.neighbors)  # fmt: skip
-    lr = jnp.float32(tcfg.learning_rate)
-
-    def step(i: int) -> None:
-        nonlocal params, opt
-        batch, weight_B = next(feed)
-        sharded = mesh_lib.shard_batch((batch, weight_B), mesh)
-        params, opt, loss = step_fn(params, opt, *sharded, jax.random.key(i), lr)
-        loss.block_until_ready()
-
+    tcfg = preset.train
+    step = benchlib.TrainStepper(preset, train, steps).step
     step(0)  # compiles
     t0 = time.perf_counter()
     for i in range(1, steps + 1):

@@ -21,8 +21,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
 from experiments import benchlib, options
 from gf_jax import cli, runtime
 from gf_jax.config import PRESETS
@@ -37,34 +35,15 @@ def _usage() -> tuple[float, float, int]:
 
 def measure(preset_name: str, steps: int, data_root: str) -> dict:
     """In this process: compile, then time `steps` train steps and one eval pass."""
-    import jax
-    import jax.numpy as jnp
-
-    from gf_jax import mesh as mesh_lib
-    from gf_jax import model
-    from gf_jax import steps as steps_lib
     from gf_jax.data import store
-    from gf_jax.sampling import batches
+    from gf_jax.evaluate import evaluate
 
     preset = PRESETS[preset_name]
     mcfg, tcfg = preset.model, preset.train
     train = store.load_split(preset.data, "train", root=data_root, progress=False)
     val = store.load_split(preset.data, "val", root=data_root, progress=False)
-    mesh = mesh_lib.data_mesh()
-    step_fn, eval_fn = steps_lib.compiled_steps(mcfg, tcfg)
-    params = mesh_lib.replicate(model.init_params(mcfg, jax.random.key(0)), mesh)
-    opt = mesh_lib.replicate(steps_lib.make_optimizer(tcfg).init(params), mesh)
-    order = np.random.default_rng(0).permutation(len(train))
-    feed = batches(train, np.resize(order, (steps + 1) * tcfg.batch_size), tcfg.batch_size,
-                   mcfg.neighbors)  # fmt: skip
-    lr = jnp.float32(tcfg.learning_rate)
-
-    def step(i: int) -> None:
-        nonlocal params, opt
-        batch, weight = next(feed)
-        params, opt, loss = step_fn(params, opt, mesh_lib.shard_batch(batch, mesh),
-                                    mesh_lib.shard_batch(weight, mesh), jax.random.key(i), lr)  # fmt: skip
-        loss.block_until_ready()
+    stepper = benchlib.TrainStepper(preset, train, steps)
+    step, mesh, eval_fn = stepper.step, stepper.mesh, stepper.eval_fn
 
     t0 = time.perf_counter()
     step(0)  # compiles
@@ -75,8 +54,7 @@ def measure(preset_name: str, steps: int, data_root: str) -> dict:
         step(i)
     wall = time.perf_counter() - t0
     u1, s1, f1 = _usage()
-    from gf_jax.evaluate import evaluate
-
+    params = stepper.params
     evaluate(params, val, mcfg, batch_size=tcfg.eval_batch_size, mesh=mesh, step_fn=eval_fn)
     t0 = time.perf_counter()
     evaluate(params, val, mcfg, batch_size=tcfg.eval_batch_size, mesh=mesh, step_fn=eval_fn)

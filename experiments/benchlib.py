@@ -68,3 +68,44 @@ def write_record(path: str | os.PathLike, name: str, rows: list[dict], config: d
     """Writes {benchmark, config, machine, rows} as JSON, atomically."""
     record = {"benchmark": name, "config": config, "machine": machine(), "rows": rows}
     return atomic.write_json(path, record)
+
+
+class TrainStepper:
+    """The preset's jitted, donated train step fed by the real input path, for timing.
+
+    `steps + 1` batches of `train` in one fixed shuffled order are gathered by
+    `gf_jax.sampling.batches` and sharded over the visible devices; `step(i)` runs one step and
+    waits for it, so the first call compiles and later calls time one step each. JAX is imported
+    here, not at module level: `bench_train.py` chooses the allocator of a child process first.
+    """
+
+    def __init__(self, preset: Any, train: Any, steps: int) -> None:
+        import jax
+        import jax.numpy as jnp
+        import numpy as np
+
+        from gf_jax import mesh as mesh_lib
+        from gf_jax import model
+        from gf_jax import steps as steps_lib
+        from gf_jax.sampling import batches
+
+        mcfg, tcfg = preset.model, preset.train
+        self.mesh = mesh_lib.data_mesh()
+        self.step_fn, self.eval_fn = steps_lib.compiled_steps(mcfg, tcfg)
+        self.params = mesh_lib.replicate(model.init_params(mcfg, jax.random.key(0)), self.mesh)
+        opt = steps_lib.make_optimizer(tcfg).init(self.params)
+        self.opt_state = mesh_lib.replicate(opt, self.mesh)
+        order = np.random.default_rng(0).permutation(len(train))
+        self._feed = batches(train, np.resize(order, (steps + 1) * tcfg.batch_size),
+                             tcfg.batch_size, mcfg.neighbors)  # fmt: skip
+        self._lr = jnp.float32(tcfg.learning_rate)
+        self._key = jax.random.key
+        self._shard = mesh_lib.shard_batch
+
+    def step(self, i: int) -> None:
+        batch, weight_B = next(self._feed)
+        sharded = self._shard((batch, weight_B), self.mesh)
+        self.params, self.opt_state, loss = self.step_fn(
+            self.params, self.opt_state, *sharded, self._key(i), self._lr
+        )
+        loss.block_until_ready()

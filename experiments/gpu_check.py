@@ -1,7 +1,7 @@
 """One-shot accelerator check: train-step throughput, TracIn throughput per mode, one real epoch.
 
     python experiments/gpu_check.py [--preset paper] [--n-train N] [--n-val N] [--steps 50]
-                                    [--loop-n 256] [--chunk 64] [--budget-s 330]
+                                    [--loop-n 64] [--chunk 64] [--budget-s 420]
                                     [--out runs/bench/gpu_check.json]
 
 Sections, in order (each records whether it ran; the JSON is rewritten after each, so a run cut
@@ -10,15 +10,17 @@ short still leaves what it measured):
               size on random inputs: compile seconds, XLA FLOPs per example, samples/s over a
               window of `--steps` back-to-back steps after warm-up, achieved TFLOP/s.
   data        building the preset's train and val splits of the procedural world (fresh cache).
+  epoch       `gf_jax.train.fit` for one epoch of the preset on those splits: wall time, the
+              train pass (`train_seconds`), the rest (init, val eval, checkpoint) and the seconds
+              XLA spent compiling inside fit.
   tracin      one checkpoint (random initial parameters) over the train split: the validation
               gradient, then `<grad l_i, gbar_val>` per example in modes loop (on a `--loop-n`
               prefix), jvp and vmap; examples/s each, the ratio to loop, and the largest
               difference between the modes' scores relative to the scores' scale.
-  epoch       `gf_jax.train.fit` for one epoch of the preset on those splits: wall time, the
-              train pass (`train_seconds`), the rest (init, val eval, checkpoint) and the seconds
-              XLA spent compiling inside fit.
 XLA's cost analysis counts a scan body once, so the LSTM recurrence is slightly under-counted in
-the FLOPs. Sections after train_step start only while the elapsed time is under `--budget-s`. Compile
+the FLOPs. Sections after train_step (and TracIn's modes) start only while the elapsed time is
+under `--budget-s`; on one H200 the paper preset's compiles alone took ~330 s of it (train step
+~90 s, each TracIn program 41-89 s; docs/bench/gpu-h200.json), hence TracIn last. Compile
 seconds come from JAX's compile-duration events. Nothing assumes a GPU: on CPU it runs the same
 code, slowly (use `--preset tiny`). The library is `experiments.gpu_sections`.
 """
@@ -61,9 +63,9 @@ def parser() -> argparse.ArgumentParser:
                    help="default: the preset's (paper 5,148)")  # fmt: skip
     p.add_argument("--n-val", type=positive, default=None, help="default: the preset's (1,000)")
     p.add_argument("--steps", type=positive, default=50, help="timed train steps after warm-up")
-    p.add_argument("--loop-n", type=positive, default=256, help="examples timed in loop mode")
+    p.add_argument("--loop-n", type=positive, default=64, help="examples timed in loop mode")
     p.add_argument("--chunk", type=positive, default=grads.DEFAULT_CHUNK, help="TracIn chunk size")
-    p.add_argument("--budget-s", type=options.non_negative_float, default=330.0,
+    p.add_argument("--budget-s", type=options.non_negative_float, default=420.0,
                    help="start no further section once this many seconds have passed")  # fmt: skip
     p.add_argument("--data-root", default=None, help="split cache (default: a fresh temp folder)")
     p.add_argument("--precision", default=None, choices=["default", "high", "highest"],

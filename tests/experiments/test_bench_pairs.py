@@ -49,3 +49,14 @@ def test_refuses_a_bad_option_in_one_line(tmp_path, capsys, argv, flag):
     code, errors = _refusal(argv, capsys)
     assert code == 2 and len(errors) == 1 and flag in errors[0], (code, errors)
     assert not out.exists()
+
+
+def test_per_checkpoint_fit_separates_fixed_and_per_example_time():
+    # A pass of m examples takes fixed + m * per: two passes recover both exactly.
+    fixed, per = bench_pairs._per_checkpoint_fit(2.0 + 8 * 0.5, 8, 2.0 + 64 * 0.5, 64)
+    assert (fixed, per) == pytest.approx((2.0, 0.5))
+    # Timing noise that makes the small pass look cheap never gives negative fixed time; a full
+    # pass no slower than the small one counts all its time per example.
+    assert bench_pairs._per_checkpoint_fit(1.0, 8, 10.0, 16) == pytest.approx((0.0, 9.0 / 8))
+    assert bench_pairs._per_checkpoint_fit(5.0, 8, 4.0, 64) == pytest.approx((0.0, 4.0 / 64))
+    assert bench_pairs._per_checkpoint_fit(5.0, 8, 6.0, 8) == pytest.approx((0.0, 6.0 / 8))
