@@ -1,7 +1,10 @@
 """The sweep's named configurations, its run plan, and the status of each planned run.
 
 The paper's table (uniform, metadata, tracin, hybrid, loss) runs with several seeds; the
-ablations with fewer: hard top-20 % selection by TracIn, metadata, at random and from TracIn's
+ablations with fewer: the curricula's sampler with equal weights (draws with replacement, no
+weighting: it separates the weighting from the sampling, since uniform takes shuffled passes over
+every example while the curricula draw N examples with replacement, ~63 % of them distinct per
+epoch); hard top-20 % selection by TracIn, metadata, at random and from TracIn's
 bottom; the released code's curriculum; TracIn's sign flipped; best-checkpoint TracIn; dropout on
 while scoring; the metadata mean composite; LiSSA; random scores through the same curriculum;
 TracIn and uniform on a world without label noise. Each configuration's name is the run folder
@@ -22,6 +25,7 @@ from experiments.runconfig import ConfigError, RunConfig
 
 MAIN = ("uniform", "metadata", "tracin", "hybrid", "loss")
 ABLATIONS: dict[str, dict] = {
+    "random-q1_1_1_1": {"method": "random", "quartile_weights": (1.0, 1.0, 1.0, 1.0)},
     "tracin-select0.2-top": {"method": "tracin", "select": 0.2},
     "metadata-select0.2-top": {"method": "metadata", "select": 0.2},
     "uniform-select0.2-random": {"method": "uniform", "select": 0.2, "select_from": "random"},

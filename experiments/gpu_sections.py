@@ -242,10 +242,12 @@ def epoch_section(preset: Preset, splits: dict[str, ScenarioSet], workdir: Path)
         "wall_s": wall,
         "fit_s": fit_s,
         "train_s": train_s,
+        "eval_s": float(record["eval_seconds"]),  # with the eval step's compile
         "rest_s": fit_s - train_s,  # init, val evaluation (with its compile), checkpoint
         "jax_compile_s": compile_seconds() - c0,
         "steps": result["steps"],
         "samples": samples,
+        "val_n": len(splits["val"]),
         "samples_per_s": samples / train_s,
         "train_loss": float(record["train_loss"]),
         "val": {k[4:]: float(v) for k, v in record.items() if k.startswith("val_")},
@@ -334,6 +336,7 @@ def section_rows(name: str, s: dict[str, Any]) -> list[dict[str, Any]]:
             "seconds": s["train_s"],
             "per_s": s["samples_per_s"],
         },
+        {"measure": "  val eval (with compile)", "n": s["val_n"], "seconds": s["eval_s"]},
         {"measure": "  init+eval+checkpoint", "seconds": s["rest_s"]},
         {"measure": "val plan_ade", "value": s["val"]["plan_ade"]},
     ]

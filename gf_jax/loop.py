@@ -167,7 +167,9 @@ def run_epoch(trainer: Trainer, state: TrainState) -> tuple[TrainState, dict[str
         "step": step,
         "lr": tcfg.lr_at_epoch(state.epoch),
         "train_loss": train_loss,
-        "train_seconds": seconds,  # the first epoch's includes compiling the train step
+        # A process's first epoch includes compiling: the train step's in train_seconds, the
+        # eval step's in eval_seconds (later epochs, and resumed runs after theirs, do not).
+        "train_seconds": seconds,
         "eval_seconds": time.perf_counter() - t0,
         **{f"val_{k}": v for k, v in val_metrics.items()},
     }

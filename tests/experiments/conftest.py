@@ -10,8 +10,6 @@ method) calls `tiny_runs.run_method(workdir, ...)` on it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +17,6 @@ from tiny_runs import run_method, tiny_config
 
 from experiments import stages
 from experiments.layout import Layout
-from valuation import grads
-
-# Unoptimised XLA backend for the valuation kernels: ~2.5x faster compiles, same numerics.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
-
-
-@contextlib.contextmanager
-def fast_compile() -> Iterator[None]:
-    """Valuation kernels compiled inside the block use FAST_COMPILE."""
-    grads.set_compiler_options(FAST_COMPILE)
-    try:
-        yield
-    finally:
-        grads.set_compiler_options(None)
 
 
 @pytest.fixture(scope="session")
@@ -45,8 +29,7 @@ def tiny_scored(tmp_path_factory: pytest.TempPathFactory) -> Path:
     preset = stages.resolve_preset(cfg)
     layout = Layout(root)
     splits = store.load_splits(preset.data, root=layout.data)
-    with fast_compile():
-        stages.scores_for(cfg, preset, splits, layout, progress=False)
+    stages.scores_for(cfg, preset, splits, layout, progress=False)
     return root
 
 
@@ -56,11 +39,3 @@ def tiny_workdir(tiny_scored: Path) -> Path:
     for method in ("tracin", "uniform"):
         run_method(tiny_scored, method, seed=1)
     return tiny_scored
-
-
-@pytest.fixture
-def fast_valuation_compile() -> Iterator[None]:
-    """Use with `pytest.mark.usefixtures`: the test's valuation kernels compile with
-    FAST_COMPILE."""
-    with fast_compile():
-        yield

@@ -20,7 +20,6 @@ from experiments import attribute
 from experiments.attribution import analysis, benchmark, document, retrain, scorers
 from experiments.attribution.config import AttributionConfig, ConfigError
 from experiments.attribution.layout import Layout
-from valuation import grads
 
 CONFIG = AttributionConfig(
     preset="tiny",
@@ -43,11 +42,7 @@ RUNS += ("remove-tracin-top-10", "remove-tracin-bottom-10")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Layout:
     root = tmp_path_factory.mktemp("attribution")
     layout = Layout(root / "work", root / "scratch")
-    grads.set_compiler_options({"xla_backend_optimization_level": 0})  # faster compiles
-    try:
-        counts = benchmark.run(CONFIG, layout, progress=False)
-    finally:
-        grads.set_compiler_options(None)
+    counts = benchmark.run(CONFIG, layout, progress=False)
     assert counts == {"trained": len(RUNS), "skipped": 0, "pending": 0}
     return layout
 

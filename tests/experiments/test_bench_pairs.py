@@ -23,7 +23,6 @@ def _refusal(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, list[
 
 
 @pytest.mark.slow  # two compiles (train step, per-example gradient); the projection's is tested
-@pytest.mark.usefixtures("fast_valuation_compile")
 def test_writes_a_row_with_the_cost_of_a_training_run(tmp_path):
     out = tmp_path / "pairs.json"
     argv = ["--preset", "tiny", "--n", "8", "--n-val", "4", "--dims", "exact", "--chunk", "4",

@@ -10,8 +10,6 @@ import pytest
 
 from experiments import gpu_check
 
-pytestmark = pytest.mark.usefixtures("fast_valuation_compile")
-
 
 def _positive_finite(x: float) -> bool:
     return isinstance(x, int | float) and math.isfinite(x) and x > 0
@@ -60,11 +58,12 @@ def test_gpu_check_tiny_runs_every_section(tmp_path):
     ep = sections["epoch"]
     assert ep["steps"] == 2 and _positive_finite(ep["samples_per_s"])
     assert _positive_finite(ep["fit_s"]) and 0 < ep["train_s"] <= ep["fit_s"]
+    assert 0 < ep["eval_s"] <= ep["rest_s"] and ep["val_n"] == 16
     assert math.isfinite(ep["train_loss"]) and all(math.isfinite(v) for v in ep["val"].values())
     assert {"plan_ade", "plan_fde"} <= set(ep["val"])
 
     measures = [r["measure"] for r in record["rows"]]
-    assert len(measures) == 11 and not any("skipped" in m for m in measures)
+    assert len(measures) == 12 and not any("skipped" in m for m in measures)
 
 
 def test_budget_skips_optional_sections(tmp_path):

@@ -8,11 +8,8 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import pytest
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "per_sample_gradients.ipynb"
-
-pytestmark = pytest.mark.usefixtures("fast_valuation_compile")
 
 
 def _code_cells() -> list[str]:

@@ -72,7 +72,6 @@ def test_reference_scores_and_runs(tiny_workdir):
         ("tracin", {"curriculum": "code"}, "tracin-code", "curriculum"),
     ],
 )
-@pytest.mark.usefixtures("fast_valuation_compile")
 def test_every_method_writes_a_result(tiny_workdir, method, fields, name, kind):
     result = run_method(tiny_workdir, method, seed=1, **fields)
     _check(result, method)

@@ -73,7 +73,6 @@ STALE = {
 }
 
 
-@pytest.mark.usefixtures("fast_valuation_compile")
 @pytest.mark.parametrize("case", sorted(STALE))
 def test_a_stale_score_file_is_named_and_recomputed(case, tiny_scored, tmp_path, capsys):
     cfg, preset, splits, layout, path = _setup(tiny_scored, tmp_path)
@@ -146,7 +145,6 @@ def test_unreadable_files_raise_one_line_naming_them(tmp_path):
         scores.load_scores(pickled)
 
 
-@pytest.mark.usefixtures("fast_valuation_compile")
 def test_small_files_without_checkpoints_need_no_reference_until_scores_are_missing(
     tiny_scored, tmp_path, capsys
 ):

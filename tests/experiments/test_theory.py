@@ -17,8 +17,6 @@ from experiments import theory
 from experiments.claims import alignment, attenuation, config, selection
 from experiments.layout import Layout
 
-pytestmark = pytest.mark.usefixtures("fast_valuation_compile")
-
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])

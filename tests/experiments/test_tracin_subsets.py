@@ -19,7 +19,6 @@ def test_subset_names_end_at_the_last_checkpoint():
     assert set(tracin_subsets.subsets(2)) == {"all", "last1"}
 
 
-@pytest.mark.usefixtures("fast_valuation_compile")
 def test_terms_sum_to_tracin_and_all_ranks_like_all(tiny_scored, tmp_path):
     out = tmp_path / "subsets"
     assert tracin_subsets.main(["--workdir", str(tiny_scored), "--out", str(out)]) == 0

@@ -15,11 +15,12 @@ import pytest
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What a command line did: its exit code and the error lines it printed."""
+    """What a command line did: its exit code, the error lines it printed, and all it printed."""
 
     code: int
     errors: list[str]
     stdout: str
+    stderr: str
 
 
 def run_cli(
@@ -36,7 +37,7 @@ def run_cli(
     out = capsys.readouterr()
     code = code if isinstance(code, int) else 0
     errors = [line for line in out.err.splitlines() if line.startswith("error:")]
-    return Outcome(code, errors, out.out)
+    return Outcome(code, errors, out.out, out.err)
 
 
 def assert_refused(outcome: Outcome, code: int, *names: str) -> None:

@@ -48,6 +48,10 @@ sys.exit(train.main(sys.argv[1:]))
 """
 
 
+# tests/conftest.py sets 4 fake devices; each of the two processes gets 2.
+DEVICE_COUNT_FLAG = re.compile(r"(--xla_force_host_platform_device_count=)\d+")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -75,7 +79,7 @@ def _launch(
             **os.environ,
             "JAX_PLATFORMS": "cpu",
             # tests/conftest.py's flags (its compile-time saving too), with two devices each
-            "XLA_FLAGS": os.environ["XLA_FLAGS"].replace("device_count=4", "device_count=2"),
+            "XLA_FLAGS": DEVICE_COUNT_FLAG.sub(r"\g<1>2", os.environ["XLA_FLAGS"]),
             "JAX_COMPILATION_CACHE_DIR": str(cache),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         }

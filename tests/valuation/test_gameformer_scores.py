@@ -10,23 +10,14 @@ import valuation_helpers as h
 from gf_jax import model
 from gf_jax.checkpoint import CheckpointStore
 from gf_jax.config import PRESETS
-from valuation import gameformer, grads, metadata, scores, tracin
+from valuation import gameformer, metadata, scores, tracin
 
 PRESET = PRESETS["tiny"]
 TINY = PRESET.model
 CHUNK = 4  # one chunk size for every test here: each kernel compiles once per session
-# Unoptimised XLA backend: ~2.5x faster compiles of the 25 s programs; numerics unchanged.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 LRS = (5e-4, 2.5e-4)
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    grads.set_compiler_options(FAST_COMPILE)
-    yield
-    grads.set_compiler_options(None)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +49,7 @@ def test_tiny_gameformer_modes_agree_with_brute_force(sets, ckpts):
     train = gameformer.examples(sets[0], TINY)
     val = gameformer.examples(sets[1], TINY)
     loss = gameformer.loss_fn(TINY)
-    ref = h.brute_force_tracin(loss, ckpts, train, val, compiler_options=FAST_COMPILE)
+    ref = h.brute_force_tracin(loss, ckpts, train, val)
     assert np.all(np.isfinite(ref)) and np.max(np.abs(ref)) > 0
     for mode in ("jvp", "vmap", "loop"):
         s = tracin.tracin_scores(loss, ckpts, train, val, mode=mode, chunk_size=CHUNK)

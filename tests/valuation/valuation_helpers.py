@@ -50,10 +50,10 @@ def mlp_checkpoints(k: int = 3) -> list:
     return [(mlp_params(seed), 0.1 / (i + 1)) for i, seed in enumerate(range(10, 10 + k))]
 
 
-def brute_force_tracin(loss_fn, checkpoints, train, val, compiler_options=None) -> np.ndarray:
+def brute_force_tracin(loss_fn, checkpoints, train, val) -> np.ndarray:
     """sum_k lr_k <grad l(z_i), mean_j grad l(v_j)> with a plain Python loop over jax.grad."""
     n_train, n_val = len(jax.tree.leaves(train)[0]), len(jax.tree.leaves(val)[0])
-    grad = jax.jit(jax.grad(loss_fn), compiler_options=compiler_options)
+    grad = jax.jit(jax.grad(loss_fn))
     out = np.zeros(n_train)
     for params, lr in checkpoints:
 
