@@ -114,12 +114,18 @@ def config_from(args: argparse.Namespace) -> AttributionConfig:
 
 
 def list_runs(cfg: AttributionConfig, layout: Layout) -> None:
-    """One line per planned run: done or pending (removals once the scores exist)."""
+    """One line per planned run: done or pending (removals once the scores exist). Reads the
+    workdir only: nothing is built or written."""
     from experiments.attribution import retrain
 
-    _, splits = benchmark.prepare(cfg, layout, progress=False)
-    n = len(splits["train"])
     specs = benchmark.reference_specs(cfg)
+    if not layout.config.exists():  # not started: its data size is known once prepared
+        for spec in specs:
+            print(f"pending {spec.name}")
+        print(f"0 of {len(specs)} runs done (not started: {layout.root} holds no benchmark; "
+              f"then {cfg.subsets} subsets and the removals)")  # fmt: skip
+        return
+    n = json.loads(layout.config.read_text())["data"]["n_train"]
     if all(layout.score_file(s).exists() for s in cfg.removal_scorers):
         specs += benchmark.retrain_specs(cfg, layout, n)
     done = 0

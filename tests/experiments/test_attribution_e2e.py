@@ -114,3 +114,26 @@ def test_report_from_the_workdir(bench: Layout, tmp_path: Path):
     assert attribute.main(["report", "--workdir", str(bench.root), "--out", str(out)]) == 0
     assert out.read_text() == document.render(summary, "attribution-cpu/removal_curves.png")
     assert "| hybrid |" in out.read_text()
+
+
+def _files(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+
+def test_list_reads_the_workdir_and_writes_nothing(bench: Layout, tmp_path: Path, capsys):
+    before = _files(bench.root.parent)
+    argv = ["run", "--list", "--workdir", str(bench.root), "--scratch", str(bench.scratch)]
+    assert attribute.main(argv) == 0  # its flags come from the workdir's config
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [f"done    {name}" for name in RUNS]
+    assert lines[-1] == f"{len(RUNS)} of {len(RUNS)} runs done"
+    assert _files(bench.root.parent) == before
+
+    fresh = tmp_path / "fresh"
+    argv = ["run", "--list", "--preset", "tiny", "--workdir", str(fresh),
+            "--scratch", str(tmp_path / "scratch")]  # fmt: skip
+    assert attribute.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:-1] == [f"pending reference-seed{s}" for s in range(5)]  # the default: 5
+    assert lines[-1].startswith("0 of 5 runs done (not started")
+    assert not fresh.exists() and not (tmp_path / "scratch").exists()
