@@ -38,7 +38,17 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
     md += ["## The same on the test split (at the best-validation epoch)", ""]
     md.append(tables.paper_table(runs, "test", baselines=baselines))
     every = tables.configurations_table(runs, baselines) if runs else "_none_"
-    return [*md, "", "## Every configuration", "", every, ""]
+    md += ["", "## Every configuration", "", every, ""]
+    if runs:
+        md += ["## Where the time went (median per run)", "", tables.time_table(runs), ""]
+        md.append(
+            "Seconds of wall time from each run's epoch records. Epoch 1 extra: the first "
+            "epoch's training time above the later epochs' (compiling, in a fresh process). "
+            "Rest: checkpoints and the test evaluation. Score file: the reference run's scoring "
+            "(shared by every run that reads it; measured once, as it was made)."
+        )
+        md.append("")
+    return md
 
 
 def score_sections(

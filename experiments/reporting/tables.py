@@ -2,7 +2,10 @@
 
 - `paper_table`: the paper's five methods on one split: plan ADE/FDE/AHE mean ± SD (ddof 0), CV
   of ADE, TracIn's paired t-test p and Cohen's d_z against each method (paired by seed);
-- `configurations_table`: every configuration against the uniform run of its own world;
+- `configurations_table`: every configuration against the uniform run of its own world, with
+  the prediction ADE beside the plan's (the neighbours' constant-velocity baseline row);
+- `time_table`: where a run's wall time goes (training, first-epoch extra, evaluation, the rest,
+  scoring), from each run's saved epoch records;
 - `spearman_table`, `auroc_table`, `by_group_table`: how the scores relate to each other, to
   the injected label noise, and to scenario types and cities.
 
@@ -112,6 +115,7 @@ def configuration_row(runs: Runs, name: str) -> dict[str, Any]:
         "seeds": ",".join(map(str, seeds)),
         "val plan ADE": stats.format_mean_sd([r["plan_ade"] for r in results]),
         "test plan ADE": stats.format_mean_sd([metric(r, "plan_ade", "test") for r in results]),
+        "val pred ADE": stats.format_mean_sd([r.get("pred_ade", np.nan) for r in results]),
         "best epoch": f"{np.mean([r['best_epoch'] for r in results]):.1f}",
     }
     base = baseline_of(run_config(results[0]))
@@ -137,9 +141,67 @@ def configurations_table(runs: Runs, baselines: Baselines | None = None) -> str:
         for split in ("val", "test"):
             if "plan_ade" in by_split.get(split, {}):
                 row[f"{split} plan ADE"] = f"{by_split[split]['plan_ade']:.3f}"
+        if "pred_ade" in by_split.get("val", {}):  # every baseline predicts neighbours by CV
+            row["val pred ADE"] = f"{by_split['val']['pred_ade']:.3f}"
         rows.append(row)
-    cols = ["configuration", "seeds", "val plan ADE", "test plan ADE", "best epoch"]
+    cols = ["configuration", "seeds", "val plan ADE", "test plan ADE", "val pred ADE", "best epoch"]
     cols += [DELTA, "corrupted share, last epoch"]
+    return stats.markdown_table(rows, cols)
+
+
+def run_time(result: dict) -> dict[str, float]:
+    """One run's wall time in seconds by part, from its epoch records and `fit_seconds`.
+
+    `first_extra` is epoch 1's training time above the median of the later epochs: compiling
+    the train step when the process had not compiled it yet (about 0 inside a sweep, which
+    compiles once for all its runs). A resumed run's `fit_seconds` covers only its last call,
+    so its fit and rest are NaN; so is eval in older records without `eval_seconds`.
+    """
+    hist = result.get("history", [])
+    train = [float(r["train_seconds"]) for r in hist]
+    evals = [float(r["eval_seconds"]) for r in hist if "eval_seconds" in r]
+    typical = float(np.median(train[1:])) if len(train) > 1 else np.nan
+    evals_sum = sum(evals) if len(evals) == len(hist) and hist else np.nan
+    fit = float(result.get("fit_seconds", np.nan))
+    if not fit >= sum(train):  # resumed (or unknown): this call did not train every epoch
+        fit = np.nan
+    return {
+        "epochs": len(hist),
+        "train_epoch": typical,
+        "first_extra": train[0] - typical if train else np.nan,
+        "eval_epoch": float(np.median(evals)) if evals else np.nan,
+        "rest": fit - sum(train) - evals_sum,
+        "fit": fit,
+        "score": float(result.get("score_seconds") or np.nan),
+    }
+
+
+def _fixed(x: float, digits: int) -> str:
+    return f"{x:.{digits}f}" if np.isfinite(x) else "-"
+
+
+def time_table(runs: Runs) -> str:
+    """Median over each configuration's runs of where the wall time went (seconds)."""
+    rows = []
+    for name in sorted(runs, key=lambda n: (n not in PAPER_METHODS, n)):
+        parts = [run_time(r) for r in runs[name].values()]
+
+        def med(key: str, parts: list = parts) -> float:
+            values = [p[key] for p in parts if np.isfinite(p[key])]
+            return float(np.median(values)) if values else np.nan
+
+        rows.append({
+            "configuration": name,
+            "runs": len(parts),
+            "fit (min)": _fixed(med("fit") / 60, 1),
+            "train / epoch (s)": _fixed(med("train_epoch"), 1),
+            "epoch 1 extra (s)": _fixed(med("first_extra"), 1),
+            "eval / epoch (s)": _fixed(med("eval_epoch"), 2),
+            "rest (s)": _fixed(med("rest"), 1),
+            "score file (s)": _fixed(med("score"), 0),
+        })  # fmt: skip
+    cols = ["configuration", "runs", "fit (min)", "train / epoch (s)", "epoch 1 extra (s)",
+            "eval / epoch (s)", "rest (s)", "score file (s)"]  # fmt: skip
     return stats.markdown_table(rows, cols)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from paper_numbers import PAPER_ADE
 
-from experiments import scoring
+from experiments import scoring, stats
 from experiments.configurations import configurations
 from experiments.layout import Layout
 from experiments.reporting import loading, tables
@@ -24,12 +24,15 @@ BASELINES = {
         "val": {"plan_ade": 2.5, "plan_fde": 6.0, "plan_ahe": 0.3},
         "test": {"plan_ade": 2.6, "plan_fde": 6.1, "plan_ahe": 0.31},
     },
-    "route_following": {"val": {"plan_ade": 2.25, "plan_fde": 5.0, "plan_ahe": 0.2}},
+    "route_following": {
+        "val": {"plan_ade": 2.25, "plan_fde": 5.0, "plan_ahe": 0.2, "pred_ade": 1.25}
+    },
 }
 
 
 def _result(ade: float, name: str, test: bool = True, scores: str | None = None) -> dict:
     out = {"plan_ade": ade, "plan_fde": 2 * ade, "plan_ahe": 0.1, "best_epoch": 18, "history": []}
+    out["pred_ade"] = ade / 2
     if test:
         out["test"] = {"plan_ade": ade + 1.0, "plan_fde": 2 * ade + 1.0, "plan_ahe": 0.2}
     out["corrupted_mass"] = [0.05, 0.04]
@@ -84,17 +87,18 @@ def test_paper_table_shows_the_baselines_on_each_split():
 
 def test_configurations_table_pairs_with_the_right_baseline():
     rows = _rows(tables.configurations_table(_runs(), BASELINES))
-    # columns: configuration, seeds, val, test, best epoch, delta vs uniform, corrupted share
+    # columns: configuration, seeds, val, test, val pred, best epoch, delta vs uniform, corrupted
     diff = np.mean(np.subtract(PAPER["tracin"], PAPER["uniform"]))
-    assert rows["tracin"][5] == f"{diff:+.3f} (n=3)"
-    assert rows["random"][5] == f"{1.9 - 1.9166:+.3f} (n=1)"
+    assert rows["tracin"][6] == f"{diff:+.3f} (n=3)"
+    assert rows["tracin"][4] == stats.format_mean_sd(np.divide(PAPER["tracin"], 2))
+    assert rows["random"][6] == f"{1.9 - 1.9166:+.3f} (n=1)"
     assert rows["random"][3] == "nan ± nan"  # no test metrics: shown as missing, not invented
-    assert rows["tracin-noise0"][5] == "-0.100 (n=1) vs uniform-noise0"
-    assert rows["uniform-noise0"][5] == ""  # its own baseline
-    assert rows["uniform"][5] == ""
-    assert rows["tracin"][6] == "4.0 %"
-    assert rows["(constant velocity)"][2:4] == ["2.500", "2.600"]
-    assert rows["(route following)"][2:4] == ["2.250", ""]
+    assert rows["tracin-noise0"][6] == "-0.100 (n=1) vs uniform-noise0"
+    assert rows["uniform-noise0"][6] == ""  # its own baseline
+    assert rows["uniform"][6] == ""
+    assert rows["tracin"][7] == "4.0 %"
+    assert rows["(constant velocity)"][2:5] == ["2.500", "2.600", ""]  # no pred_ade given
+    assert rows["(route following)"][2:5] == ["2.250", "", "1.250"]
 
 
 @pytest.mark.parametrize(
@@ -159,3 +163,34 @@ def test_scores_are_found_through_the_runs_saved_configs(tmp_path, capsys):
     np.testing.assert_array_equal(named["tracin_best"], [9, 8, 7])
     np.testing.assert_array_equal(named["tracin"], [3, 2, 1])  # not the noiseless world's
     assert source["lissa"] == "lissa.npz"
+
+
+def _timed(train_s: list, eval_s: list | None, fit: float, score: float | None = None) -> dict:
+    hist = [{"train_seconds": t} for t in train_s]
+    for rec, e in zip(hist, eval_s or [], strict=False):
+        rec["eval_seconds"] = e
+    return {"history": hist, "fit_seconds": fit, "score_seconds": score}
+
+
+def test_run_time_splits_a_run_and_knows_a_resumed_one():
+    part = tables.run_time(_timed([70.0, 60.0, 62.0, 61.0], [2.0, 1.0, 1.0, 1.0], 265.0, 800.0))
+    assert part["train_epoch"] == 61.0 and part["first_extra"] == 9.0
+    assert part["eval_epoch"] == 1.0 and part["fit"] == 265.0 and part["score"] == 800.0
+    assert part["rest"] == pytest.approx(265.0 - 253.0 - 5.0)
+    resumed = tables.run_time(_timed([70.0, 60.0, 62.0, 61.0], None, 80.0))  # its last call
+    assert np.isnan(resumed["fit"]) and np.isnan(resumed["rest"]) and np.isnan(resumed["score"])
+    assert np.isnan(resumed["eval_epoch"])  # an older record: no eval_seconds
+
+
+def test_time_table_takes_medians_and_shows_missing_parts_as_dashes():
+    runs = {
+        "uniform": {
+            s: _timed([70.0, 60.0, 60.0], [1.0] * 3, f) for s, f in ((1, 200.0), (2, 220.0))
+        },
+        "tracin": {1: _timed([60.0, 60.0, 60.0], None, 100.0, 835.0)},  # resumed, older record
+    }
+    rows = _rows(tables.time_table(runs))
+    # columns: configuration, runs, fit (min), train/epoch, epoch 1 extra, eval/epoch, rest, score
+    assert rows["uniform"] == ["uniform", "2", "3.5", "60.0", "10.0", "1.00", "17.0", "-"]
+    assert rows["tracin"] == ["tracin", "1", "-", "60.0", "0.0", "-", "-", "835"]
+    assert list(rows) == ["tracin", "uniform"]  # the paper's methods by name, as the others
