@@ -29,6 +29,20 @@ def evaluate(
     step_fn: Callable | None = None,
 ) -> dict[str, float]:
     """Loss and planning/prediction metrics over a whole split (eval mode)."""
+    per_N = per_example(params, data, model_cfg, batch_size=batch_size, mesh=mesh, step_fn=step_fn)
+    return summarize(per_N)
+
+
+def per_example(
+    params: Any,
+    data: ScenarioSet,
+    model_cfg: ModelConfig,
+    *,
+    batch_size: int = 64,
+    mesh: jax.sharding.Mesh | None = None,
+    step_fn: Callable | None = None,
+) -> dict[str, np.ndarray]:
+    """The eval step's per-example values [N] (loss, metrics, `pred_count`), in `data`'s order."""
     mesh = mesh or mesh_lib.data_mesh()
     batch_size = mesh_lib.round_up_to_devices(batch_size, mesh)
     step_fn = step_fn or jax.jit(functools.partial(steps.eval_step, model_cfg=model_cfg))
@@ -40,14 +54,13 @@ def evaluate(
         for k, v in out.items():
             sums.setdefault(k, []).append(np.asarray(v))
         weights.append(weight_B)
-    return aggregate(sums, weights)
+    keep_N = np.concatenate(weights) > 0  # padding of the last batch dropped
+    return {k: np.concatenate(v)[keep_N] for k, v in sums.items()}
 
 
-def aggregate(sums: dict[str, list[np.ndarray]], weights: list[np.ndarray]) -> dict[str, float]:
-    """Split-level metrics from per-batch per-example values; padding (weight 0) is dropped."""
-    weight_N = np.concatenate(weights)
-    per_N = {k: np.concatenate(v) for k, v in sums.items()}
-    out = {"loss": float(np.sum(per_N["loss"] * weight_N) / weight_N.sum())}
-    agg = metrics.aggregate({k: v[weight_N > 0] for k, v in per_N.items() if k != "loss"})
+def summarize(per_N: dict[str, np.ndarray]) -> dict[str, float]:
+    """Split-level loss and metrics from per-example values (of a whole split or a subset)."""
+    out = {"loss": float(np.mean(per_N["loss"]))}
+    agg = metrics.aggregate({k: v for k, v in per_N.items() if k != "loss"})
     out.update({k: float(v) for k, v in agg.items()})
     return out

@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments import summary
 from experiments.layout import Layout
-from experiments.reporting import loading, plots, tables
+from experiments.reporting import breakdown, loading, plots, tables
 from experiments.reporting.loading import Runs
 from gf_jax import atomic
 from gf_jax.config import Preset
@@ -73,6 +73,35 @@ def score_sections(
     md += ["", "## Mean score percentile by city", ""]
     md.append(tables.by_group_table(five, np.asarray(train.meta["city"]), "city"))
     return [*md, "", "Score files: " + ", ".join(f"{k} `{v}`" for k, v in sources.items()), ""]
+
+
+def breakdown_sections(layout: Layout, runs: Runs, world: Preset | None) -> list[str]:
+    """Validation plan and prediction ADE by scenario type and plan ADE by city, the paper's
+    methods side by side, from the runs' breakdown.json files (none yet: no section)."""
+    found = breakdown.load(layout, runs)
+    if not found or world is None:
+        return []
+    splits = {
+        s: store.load_split(world.data, s, root=layout.data, progress=False)
+        for s in breakdown.SPLITS
+    }
+    base = breakdown.baseline_breakdown(splits, world.model.neighbors)
+    methods = tuple(m for m in tables.PAPER_METHODS if m in found)
+    route = {"route_following": base["route_following"]}
+    md = ["## Validation plan ADE by scenario type (mean over seeds)", ""]
+    md += [breakdown.breakdown_table(found, route, methods), ""]
+    md += ["## Validation prediction ADE by scenario type (mean over seeds)", ""]
+    md += [breakdown.breakdown_table(found, {"cv_neighbours": base["constant_velocity"]},
+                                     methods, key="pred_ade"), ""]  # fmt: skip
+    md += ["## Validation plan ADE by city (mean over seeds)", ""]
+    md += [breakdown.breakdown_table(found, route, methods, kind="city"), ""]
+    md.append(
+        "From each run's `breakdown.json` (`experiments/breakdown.py`: its best checkpoint "
+        "evaluated per example, grouped); n = seeds with one. Rows in parentheses: the "
+        "non-learned planners on the same scenarios (cv neighbours: the neighbours' "
+        "constant-velocity prediction)."
+    )
+    return [*md, ""]
 
 
 def figure_section(made: list[tuple[str, Path]], folder: Path) -> list[str]:
@@ -141,7 +170,7 @@ def build_report(layout: Layout, out: Path, data: str | None = None) -> Path:
             f"Workdir `{layout.root}`; preset `{preset.name if preset else '?'}`; "
             f"{sum(len(v) for v in runs.values())} finished runs in {len(runs)} configurations.",
         ]
-        md += run_sections(runs, baselines)
+        md += run_sections(runs, baselines) + breakdown_sections(layout, runs, world)
         if named and splits is not None:
             md += score_sections(named, splits["train"], sources)
         md += figure_section(made, folder) + closing_sections(out, notes)
