@@ -78,11 +78,7 @@ FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/attribute.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/attribute.py", __doc__)
     sub = p.add_subparsers(dest="mode", required=True)
     run = sub.add_parser("run", help="train, score and retrain (resumable)")
     run.add_argument("--workdir", default=WORKDIR, help=f"small outputs (default {WORKDIR})")

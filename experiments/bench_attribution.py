@@ -97,11 +97,7 @@ def measure(preset_name: str, k: int, steps: int, data_root: str) -> dict[str, A
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_attribution.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_attribution.py", __doc__, raw_text=True)
     p.add_argument("--preset", default="attribution", choices=sorted(PRESETS))
     p.add_argument("--models", type=options.positive_int_list, default="2,4",
                    help="K: models trained together")  # fmt: skip

@@ -21,11 +21,7 @@ from gf_jax.data import gameformer_npz, store, synthetic
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_data.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_data.py", __doc__, raw_text=True)
     positive = options.positive_int
     p.add_argument("--n", type=positive, default=7148, help="scenarios to build (paper total)")
     p.add_argument("--npz-n", type=positive, default=1000, help="scenarios written/read as npz")

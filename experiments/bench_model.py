@@ -73,11 +73,7 @@ def bench_preset(preset: str, cfg: ModelConfig, batch: int, repeats: int, grad: 
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_model.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_model.py", __doc__, raw_text=True)
     p.add_argument("--presets", nargs="+", default=["cpu", "paper"], choices=sorted(PRESETS))
     p.add_argument("--batch", type=options.positive_int, default=8)
     p.add_argument("--repeats", type=options.positive_int, default=5)

@@ -151,11 +151,7 @@ def load_inputs(args: argparse.Namespace, preset: Preset) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_pairs.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_pairs.py", __doc__, raw_text=True)
     positive = options.positive_int
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--n", type=positive, default=256, help="training examples scored")

@@ -200,11 +200,7 @@ def bench_preset(name: str, args: argparse.Namespace, peak: float) -> list[dict]
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_tracin.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_tracin.py", __doc__, raw_text=True)
     positive = options.positive_int
     p.add_argument(
         "--presets",

@@ -92,11 +92,7 @@ def run_child(preset: str, allocator: str, args: argparse.Namespace) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/bench_train.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/bench_train.py", __doc__, raw_text=True)
     p.add_argument("--presets", nargs="+", default=["cpu"], choices=sorted(PRESETS))
     p.add_argument("--allocators", nargs="+", default=list(ALLOCATORS), choices=ALLOCATORS)
     p.add_argument("--steps", type=options.positive_int, default=30,

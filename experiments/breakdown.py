@@ -25,11 +25,7 @@ from gf_jax.data.schema import ScenarioSet
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/breakdown.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/breakdown.py", __doc__)
     p.add_argument("--workdir", default="runs", help="the runs' root (as run.py's --workdir)")
     p.add_argument("--overwrite", action="store_true", help="redo runs that have one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

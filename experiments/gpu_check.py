@@ -52,11 +52,7 @@ from valuation import grads
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/gpu_check.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/gpu_check.py", __doc__, raw_text=True)
     positive = options.positive_int
     p.add_argument("--preset", default="paper", choices=["paper", "cpu", "tiny"])
     p.add_argument("--n-train", type=positive, default=None,

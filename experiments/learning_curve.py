@@ -22,11 +22,7 @@ from gf_jax import cli, runtime
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/learning_curve.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/learning_curve.py", __doc__)
     p.add_argument(
         "--workdir", default="runs", help="runs/ root (curves in WORKDIR/learning_curve)"
     )

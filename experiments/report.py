@@ -27,11 +27,7 @@ from gf_jax.data.schema import DataError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/report.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/report.py", __doc__)
     p.add_argument("--workdir", default="runs", help="the sweep's workdir")
     p.add_argument("--out", default=None, help="default: WORKDIR/report")
     p.add_argument("--data", default=None, help="the sweep's --data, if it had one")

@@ -32,11 +32,7 @@ from gf_jax import config as gf_config
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/run.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/run.py", __doc__)
     p.add_argument("--method", required=True, choices=METHODS, help="which score drives training")
     p.add_argument("--seed", type=int, default=1, help="training seed (init, sampling, dropout)")
     p.add_argument("--preset", default=None, help="paper | cpu | tiny (default: paper on GPU)")

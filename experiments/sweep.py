@@ -29,11 +29,7 @@ from gf_jax import config as gf_config
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/sweep.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/sweep.py", __doc__)
     p.add_argument("--preset", default=None, help="paper | cpu | tiny (default: by backend)")
     p.add_argument("--workdir", default="runs", help="as run.py's --workdir")
     p.add_argument("--data", default=None, help="as run.py's --data")

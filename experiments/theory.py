@@ -39,11 +39,7 @@ def checkpoint_spec(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/theory.py",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/theory.py", __doc__)
     p.add_argument("--workdir", default="runs", help="a workdir with a finished reference run")
     p.add_argument("--out", default=None, help="default: WORKDIR/report/theory")
     p.add_argument("--data", default=None, help="the sweep's --data, if it had one")

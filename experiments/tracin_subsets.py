@@ -86,11 +86,7 @@ def compare(terms_KxN: np.ndarray, pass_seconds: float, train_seconds: float) ->
 
 
 def parser() -> argparse.ArgumentParser:
-    p = cli.ArgumentParser(
-        prog="python experiments/tracin_subsets.py",
-        description=__doc__,
-        formatter_class=argparse.RawTextHelpFormatter,
-    )
+    p = cli.script_parser("python experiments/tracin_subsets.py", __doc__, raw_text=True)
     p.add_argument("--workdir", default="runs", help="holds the reference run")
     p.add_argument("--data", default=None, help="the reference's --data, if it had one")
     p.add_argument("--out", default=None, help="default WORKDIR/report/tracin_subsets")

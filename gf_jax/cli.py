@@ -43,6 +43,13 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(USAGE_EXIT, f"error: {message} (see {self.prog} --help)\n")
 
 
+def script_parser(prog: str, doc: str | None, *, raw_text: bool = False) -> ArgumentParser:
+    """A script's parser: its module docstring as the description, printed as written (with
+    `raw_text`, the options' help too)."""
+    formatter = argparse.RawTextHelpFormatter if raw_text else argparse.RawDescriptionHelpFormatter
+    return ArgumentParser(prog=prog, description=doc, formatter_class=formatter)
+
+
 def one_line(message: object) -> str:
     """A message (or an exception's) with its newlines and runs of spaces folded into one line."""
     text = " ".join(str(message).split())

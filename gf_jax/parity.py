@@ -18,7 +18,6 @@ say so. A flip at a larger margin is never imposed: its best-mode row fails.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import sys
@@ -371,11 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     one line naming it) or 2 (a bad flag)."""
     # The README's tolerances assume float32 matmuls (the GPU default TF32 needs ~1e-2).
     jax.config.update("jax_default_matmul_precision", "highest")
-    p = cli.ArgumentParser(
-        prog="python -m gf_jax.parity",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python -m gf_jax.parity", __doc__)
     p.add_argument("fixture", type=Path)
     p.add_argument(
         "--strict",

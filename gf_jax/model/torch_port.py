@@ -290,11 +290,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Exit 0, 1 (an unreadable or unfitting file, or a parity failure) or 2 (a bad flag)."""
     jax.config.update("jax_default_matmul_precision", "highest")
-    p = cli.ArgumentParser(
-        prog="python -m gf_jax.model.torch_port",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = cli.script_parser("python -m gf_jax.model.torch_port", __doc__)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("check", help="compare the port with a parity fixture (.npz)")
     c.add_argument("fixture", type=Path)
