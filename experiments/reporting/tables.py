@@ -158,6 +158,8 @@ def run_time(result: dict) -> dict[str, float]:
     so its fit and rest are NaN; so is eval in older records without `eval_seconds`.
     """
     hist = result.get("history", [])
+    if not all(isinstance(r, dict) and _is_seconds(r.get("train_seconds")) for r in hist):
+        hist = []  # a record without timings (hand-made or older): nothing to split
     train = [float(r["train_seconds"]) for r in hist]
     evals = [float(r["eval_seconds"]) for r in hist if "eval_seconds" in r]
     typical = float(np.median(train[1:])) if len(train) > 1 else np.nan
@@ -174,6 +176,10 @@ def run_time(result: dict) -> dict[str, float]:
         "fit": fit,
         "score": float(result.get("score_seconds") or np.nan),
     }
+
+
+def _is_seconds(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and np.isfinite(x)
 
 
 def _fixed(x: float, digits: int) -> str:

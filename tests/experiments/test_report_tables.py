@@ -180,6 +180,8 @@ def test_run_time_splits_a_run_and_knows_a_resumed_one():
     resumed = tables.run_time(_timed([70.0, 60.0, 62.0, 61.0], None, 80.0))  # its last call
     assert np.isnan(resumed["fit"]) and np.isnan(resumed["rest"]) and np.isnan(resumed["score"])
     assert np.isnan(resumed["eval_epoch"])  # an older record: no eval_seconds
+    untimed = tables.run_time({"history": [{"epoch": 1}], "fit_seconds": 10.0})  # hand-made
+    assert np.isnan(untimed["train_epoch"]) and np.isnan(untimed["first_extra"])
 
 
 def test_time_table_takes_medians_and_shows_missing_parts_as_dashes():
