@@ -2,6 +2,8 @@
 loads reference checkpoints with their learning rates and writes score files; projected
 gradients and TRAK match references built from the loop's gradients."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,9 +111,14 @@ def test_unknown_score_is_refused(sets, reference):
 # ----------------------------------------------------------------------------- projection, TRAK
 
 
+@functools.lru_cache(maxsize=1)
+def _jitted_grad(loss):
+    return jax.jit(jax.grad(loss))  # one compile (~20 s) for every call below
+
+
 def _loop_grads(loss, params, data):
     """Per-example gradients by a loop over jax.grad, stacked into one pytree [N, ...]."""
-    grad = jax.jit(jax.grad(loss))
+    grad = _jitted_grad(loss)
     n = len(jax.tree.leaves(data)[0])
     rows = [grad(params, jax.tree.map(lambda a, i=i: a[i], data)) for i in range(n)]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
