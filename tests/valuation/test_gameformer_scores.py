@@ -130,7 +130,7 @@ def test_tiny_gameformer_projection_keeps_inner_products(sets, ckpts):
     # products against the exact ones within the Johnson-Lindenstrauss error.
     loss, params = gameformer.loss_fn(TINY), ckpts[0][0]
     train = gameformer.examples(sets[0], TINY)
-    key, dim = jax.random.key(3), 1024
+    key, dim = jax.random.key(3), 256  # the Gaussian blocks of R dominate: 4x less than 1024
     got = projection.project_gradients(loss, params, train, dim=dim, key=key, chunk_size=CHUNK)
     ref_B = _loop_grads(loss, params, train)
     want = np.asarray(projection.project(ref_B, key, dim))
@@ -140,7 +140,7 @@ def test_tiny_gameformer_projection_keeps_inner_products(sets, ckpts):
     exact = g_NxF @ g_NxF.T
     norms = np.sqrt(np.diag(exact))
     sketched = got.astype(np.float64) @ got.astype(np.float64).T
-    # Each pair's error has SD <= sqrt(2 / dim) |g_i| |g_j| (0.044 here): 5 SDs for 36 pairs.
+    # Each pair's error has SD <= sqrt(2 / dim) |g_i| |g_j| (0.088 here): 5 SDs for 36 pairs.
     assert np.all(np.abs(sketched - exact) <= 5 * np.sqrt(2 / dim) * np.outer(norms, norms))
 
 
