@@ -2,8 +2,8 @@
 
 A run's `result.json` holds split-level means only. `breakdown` evaluates the run's best
 checkpoint per example on val and test (`gf_jax.evaluate.per_example`) and groups the values by
-the scenarios' type and city; `write_missing` stores that as `breakdown.json` in every finished
-run folder that still has its checkpoint, so the small file, committed with the run, feeds the
+the scenarios' type and city; `write` stores that as `breakdown.json` in a finished run folder
+that still has its checkpoint (`pending` lists them), so the small file, committed with the run, feeds the
 report after the checkpoints are gone. `breakdown_table` renders one metric by group, methods
 side by side (mean over seeds), with the non-learned baselines as reference columns.
 
@@ -33,11 +33,17 @@ KEYS = ("plan_ade", "plan_fde", "pred_ade")
 Breakdown = dict[str, dict[str, dict[str, dict[str, float]]]]
 
 
+def groups(group_N: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+    """(group, member mask [N]) for every distinct label, in sorted order."""
+    labels_N = np.asarray(group_N).astype(str)
+    for group in sorted(set(labels_N)):
+        yield group, labels_N == group
+
+
 def by_group(per_N: Mapping[str, np.ndarray], group_N: np.ndarray) -> dict[str, dict[str, float]]:
     """{group: {"n", metric...}}: each group's examples aggregated as a whole split would be."""
     out = {}
-    for group in sorted(set(map(str, group_N))):
-        mask_N = np.asarray(group_N).astype(str) == group
+    for group, mask_N in groups(group_N):
         summary = evaluate.summarize({k: np.asarray(v)[mask_N] for k, v in per_N.items()})
         out[group] = {"n": int(mask_N.sum()), **{k: summary[k] for k in KEYS}}
     return out
@@ -62,9 +68,8 @@ def baseline_breakdown(splits: Mapping[str, ScenarioSet], neighbors: int) -> dic
     for split in SPLITS:
         data = splits[split]
         for kind in KINDS:
-            group_N = np.asarray(data.meta[kind]).astype(str)
-            for group in sorted(set(group_N)):
-                idx = np.flatnonzero(group_N == group)
+            for group, mask_N in groups(data.meta[kind]):
+                idx = np.flatnonzero(mask_N)
                 for planner, m in baselines.evaluate(data.subset(idx), neighbors).items():
                     row = {"n": len(idx), **{k: m[k] for k in KEYS}}
                     out.setdefault(planner, {}).setdefault(split, {}).setdefault(kind, {})[
