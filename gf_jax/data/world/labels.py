@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from gf_jax.data.world.driving import BIND_LEAD, BIND_PED
 from gf_jax.data.world.features import FIRST, FUT, LAST, vehicle_poses
 from gf_jax.data.world.plan import LEFT, RIGHT, STRAIGHT_ON, Plan
 from gf_jax.data.world.population import CAR
 from gf_jax.data.world.recipes import SCENARIO_TYPES, TYPE_INDEX
 from gf_jax.data.world.roads import Roads
-from gf_jax.data.world.traffic import BIND_LEAD, BIND_PED, DT, PRESENT_STEP, Record
+from gf_jax.data.world.traffic import DT, PRESENT_STEP, Record
 
 PRIORITY = (
     "waiting_for_pedestrian_to_cross",
