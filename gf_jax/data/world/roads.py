@@ -18,7 +18,7 @@ import dataclasses
 
 import numpy as np
 
-from gf_jax.data.world import conflicts
+from gf_jax.data.world import conflicts, road_map
 from gf_jax.data.world.geometry import (
     bezier,
     cumulative_length,
@@ -28,74 +28,19 @@ from gf_jax.data.world.geometry import (
     unit,
     wrap_angle,
 )
-from gf_jax.data.world.plan import CROSS, LEFT, MERGE, RIGHT, STRAIGHT, STRAIGHT_ON, TEE, Plan
+from gf_jax.data.world.plan import CROSS, LEFT, RIGHT, STRAIGHT_ON, TEE, Plan
+from gf_jax.data.world.templates import (
+    ARM_LENGTH,
+    MAX_ROUTES,
+    Template,
+    make_template,
+)
 
-ARM_LENGTH = 220.0  # simulated length of every arm (vehicles enter from up to here)
-MAP_EXTENT = 200.0  # map pieces are built this far from the junction
-MAX_PIECES = 8  # lane pieces per lane along an arm (segments are at least 25 m)
 CONN_DS = 1.0  # connector table spacing (m)
 CONN_K = 80  # table length: connectors up to 80 m
-MAX_ROUTES = 16
-RAW_POINTS = 13  # vertices per map piece (straight pieces and connectors alike)
 CONN_SAMPLES = 12
-MAX_ROUTE_BLOCKS = 2 * MAX_PIECES + 6  # ramp (4) + arm pieces + connector + exit pieces
 LOOKAHEAD_DECEL = 1.2  # m/s^2 used to slow down ahead of curves
-
-_TARGET = {STRAIGHT_ON: 2, LEFT: 3, RIGHT: 1}  # arm offset of each movement
 _TABLE_T = np.linspace(0.0, 1.0, 48)  # Bezier parameters of the arc-length tables
-
-
-def lane_moves(n: int, i: int, exists: dict[int, bool]) -> list[int]:
-    """Movements allowed from inbound lane i (0 = next to the centre line) of an n-lane arm."""
-    if n == 1:
-        moves = [LEFT, STRAIGHT_ON, RIGHT]
-    elif n == 2:
-        moves = [LEFT, STRAIGHT_ON] if i == 0 else [STRAIGHT_ON, RIGHT]
-    else:
-        moves = [LEFT] if i == 0 else ([STRAIGHT_ON] if i == 1 else [STRAIGHT_ON, RIGHT])
-    ok = [m for m in moves if exists[m]]
-    if not ok:  # e.g. a left-only lane at a T without a left arm
-        ok = [m for m in (STRAIGHT_ON, LEFT, RIGHT) if exists[m]][:1]
-    return ok
-
-
-@dataclasses.dataclass(frozen=True)
-class Template:
-    """The discrete topology shared by a group of scenarios."""
-
-    kind: int
-    arms_on: tuple[bool, ...]
-    lanes: tuple[int, ...]
-    routes: tuple[tuple[int, int, int, int, int], ...]  # (arm in, lane in, move, arm out, lane out)
-
-    @property
-    def ramp(self) -> bool:
-        return self.kind == MERGE
-
-    @property
-    def n_routes(self) -> int:
-        return len(self.routes) + int(self.ramp)
-
-
-def make_template(kind: int, arms_on, lanes) -> Template:
-    arms_on = tuple(bool(x) for x in arms_on)
-    lanes = tuple(int(x) for x in lanes)
-    routes = []
-    for a in range(4):
-        if not arms_on[a]:
-            continue
-        exists = {m: arms_on[(a + _TARGET[m]) % 4] for m in _TARGET}
-        if kind in (STRAIGHT, MERGE):
-            exists = {STRAIGHT_ON: True, LEFT: False, RIGHT: False}
-        for i in range(lanes[a]):
-            for m in lane_moves(lanes[a], i, exists):
-                b = (a + _TARGET[m]) % 4
-                nb = lanes[b]
-                j = 0 if m == LEFT else (nb - 1 if m == RIGHT else min(i, nb - 1))
-                routes.append((a, i, m, b, j))
-    t = Template(kind, arms_on, lanes, tuple(routes))
-    assert t.n_routes <= MAX_ROUTES, t
-    return t
 
 
 @dataclasses.dataclass
@@ -223,17 +168,8 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     speed_out = plan.speed_limit[gi, b]
     move, arm_out = np.broadcast_to(m, (g, nr)), np.broadcast_to(b, (g, nr))
 
-    # Lane changes between routes of neighbouring inbound lanes of the same arm (same s origin).
     idx = {(ra, ri, rm): k for k, (ra, ri, rm, _, _) in enumerate(t.routes)}
-    lc_tgt = -np.ones((nr + int(t.ramp), 2), int)
-    lc_same = np.zeros((nr + int(t.ramp), 2), bool)
-    for k, (ra, ri, rm, _, _) in enumerate(t.routes):
-        for side, di in ((0, -1), (1, +1)):
-            cand = [idx.get((ra, ri + di, mm)) for mm in (rm, STRAIGHT_ON, LEFT, RIGHT)]
-            cand = [c for c in cand if c is not None]
-            if cand:
-                lc_tgt[k, side] = cand[0]
-                lc_same[k, side] = t.routes[cand[0]][2] == rm
+    lc_tgt, lc_same = _lane_change_targets(t, idx)
     lc_off = np.zeros((g, nr + int(t.ramp), 2))
     lc_sep = np.broadcast_to(w[:, None, None], (g, nr + int(t.ramp), 2)).copy()
 
@@ -266,6 +202,75 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     h_in = np.arctan2(d_in[..., 1], d_in[..., 0])
     h_out = np.arctan2(d_out[..., 1], d_out[..., 0])
 
+    lim_in, lim_out, conn_e = _speeds(
+        plan, speed_in, speed_out, h_in, h_out, conn_h, l1, s_exit_geo
+    )
+    geo = dict(p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
+               conn_xy=conn_xy, conn_h=conn_h, lim_in=lim_in, lim_out=lim_out, conn_e=conn_e,
+               s_exit_geo=s_exit_geo)  # fmt: skip
+
+    # Connector samples: conflicts between routes and crosswalk crossings.
+    ramp_lo = extra["ramp_conn_lo"][:, None] if t.ramp else 0.0
+    lo = np.where(np.isfinite(s_stop), s_stop - 4.0, ramp_lo)
+    hi = np.where(np.isfinite(s_exit), s_exit + 4.0, lo + 1.0)
+    cs_s = lo[..., None] + (hi - lo)[..., None] * np.linspace(0, 1, CONN_SAMPLES)
+    gi3 = np.arange(g)[:, None, None]
+    ri3 = np.arange(R)[None, :, None]
+    cs_xy, _ = pose(geo, gi3, ri3, cs_s)
+    pair = conflicts.route_pairs(
+        t, plan, cs_s, cs_xy, s_stop, s_exit, lambda rr, ss: pose(geo, gi3, rr, ss)[0]
+    )
+
+    # Crosswalks.
+    cw = road_map.crosswalks(plan, t, u, n, hw, r)
+    cw_s, cw_u = _crosswalk_crossings(cs_s, cs_xy, cw, u, n)
+
+    in_route, out_route = _stream_routes(t)
+
+    maps = road_map.map_pieces(
+        plan, t, u, n, r, conn_route_ctrl=(p0, p1, p2, p3), group=group, extra=extra
+    )
+    ego_route = road_map.ego_route(plan, t, idx)
+    ego_rbs = road_map.ego_roadblocks(plan, t, ego_route, r)
+
+    return dict(
+        p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
+        conn_xy=conn_xy.astype(np.float32), conn_h=conn_h.astype(np.float32), lim_in=lim_in,
+        lim_out=lim_out, conn_e=conn_e.astype(np.float32), s_exit_geo=s_exit_geo,
+        route_len=route_len, move=move, arm_out=arm_out, s_stop=s_stop, s_exit=s_exit,
+        group=group, s_dead=s_dead, lc_tgt=np.broadcast_to(lc_tgt, (g, R, 2)), lc_off=lc_off,
+        lc_same=np.broadcast_to(lc_same, (g, R, 2)), lc_sep=lc_sep,
+        lc_lo=np.broadcast_to(lc_lo, (g, R)), lc_hi=np.broadcast_to(lc_hi, (g, R)), cw_s=cw_s,
+        cw_u=cw_u, pair=pair, in_route=np.broadcast_to(in_route, (g, 4, 3, 3)),
+        out_route=np.broadcast_to(out_route, (g, 4, 3)), ramp_route=np.full(g, nr if t.ramp else -1),
+        cw_ok=cw["ok"], cw_ring=cw["ring"], cw_tc=cw["tc"], cw_half_road=cw["half_road"],
+        cw_phi=plan.phi.copy(), cw_band=np.broadcast_to(plan.cw_w[:, None], (g, 4)),
+        cw_group=np.where(plan.signalised[:, None], np.arange(4) % 2, -1), map_xy=maps["xy"],
+        map_ok=maps["ok"], map_rb=maps["rb"], map_group=maps["group"], ego_rbs=ego_rbs,
+        ego_route=ego_route,
+    )  # fmt: skip
+
+
+def _lane_change_targets(t: Template, idx: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Each route's target after a change to the left / right [R, 2] (-1 none) and whether the
+    target keeps the movement: routes of neighbouring inbound lanes of the same arm (same s origin),
+    preferring the same movement, then straight on, left, right. The ramp's row is filled later."""
+    nr = len(t.routes)
+    lc_tgt = -np.ones((nr + int(t.ramp), 2), int)
+    lc_same = np.zeros((nr + int(t.ramp), 2), bool)
+    for k, (ra, ri, rm, _, _) in enumerate(t.routes):
+        for side, di in ((0, -1), (1, +1)):
+            cand = [idx.get((ra, ri + di, mm)) for mm in (rm, STRAIGHT_ON, LEFT, RIGHT)]
+            cand = [c for c in cand if c is not None]
+            if cand:
+                lc_tgt[k, side] = cand[0]
+                lc_same[k, side] = t.routes[cand[0]][2] == rm
+    return lc_tgt, lc_same
+
+
+def _speeds(plan: Plan, speed_in, speed_out, h_in, h_out, conn_h, l1, s_exit_geo):
+    """Speed on the approach and the exit [G, R], and the connector's look-ahead table conn_e
+    [G, R, CONN_K]."""
     # Speeds: limits, curves (flat turns plus the road bending) and a look-ahead so that vehicles
     # slow down before a curve, not in it (suffix minimum of v^2 + 2 b s).
     kap = np.abs(plan.kappa)[:, None]
@@ -284,24 +289,12 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     e = np.where(s_conn <= s_exit_geo[..., None], cap**2 + b2 * s_conn, np.inf)
     e = np.minimum(e, (lim_out**2 + b2 * s_exit_geo)[..., None])
     conn_e = np.minimum.accumulate(e[..., ::-1], axis=-1)[..., ::-1]
-    geo = dict(p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
-               conn_xy=conn_xy, conn_h=conn_h, lim_in=lim_in, lim_out=lim_out, conn_e=conn_e,
-               s_exit_geo=s_exit_geo)  # fmt: skip
+    return lim_in, lim_out, conn_e
 
-    # Connector samples: conflicts between routes and crosswalk crossings.
-    ramp_lo = extra["ramp_conn_lo"][:, None] if t.ramp else 0.0
-    lo = np.where(np.isfinite(s_stop), s_stop - 4.0, ramp_lo)
-    hi = np.where(np.isfinite(s_exit), s_exit + 4.0, lo + 1.0)
-    cs_s = lo[..., None] + (hi - lo)[..., None] * np.linspace(0, 1, CONN_SAMPLES)
-    gi3 = np.arange(g)[:, None, None]
-    ri3 = np.arange(R)[None, :, None]
-    cs_xy, _ = pose(geo, gi3, ri3, cs_s)
-    pair = conflicts.route_pairs(
-        t, plan, cs_s, cs_xy, s_stop, s_exit, lambda rr, ss: pose(geo, gi3, rr, ss)[0]
-    )
 
-    # Crosswalks.
-    cw = _crosswalks(plan, t, u, n, hw, r)
+def _crosswalk_crossings(cs_s, cs_xy, cw: dict, u, n):
+    """Where each route first crosses each crosswalk: arc length [G, R, C] (inf if it does not)
+    and the position along the crosswalk from its side-A curb."""
     tau = np.einsum("grkx,gcx->grck", cs_xy, u) - cw["tc"][:, None, :, None]
     lam = np.einsum("grkx,gcx->grck", cs_xy, n)
     sign_change = (tau[..., :-1] <= 0) != (tau[..., 1:] <= 0)
@@ -318,35 +311,20 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     cw_u = np.where(
         any_hit, np.take_along_axis(lam_x, first[..., None], -1)[..., 0] + half[..., 0] + 0.8, 0.0
     )
+    return cw_s, cw_u
 
-    # Streams for population.
+
+def _stream_routes(t: Template) -> tuple[np.ndarray, np.ndarray]:
+    """The route of every (arm, inbound lane, movement) [4, 3, 3] and a route ending in every
+    (arm, outbound lane) [4, 3], preferring straight on (-1 none): where `population` streams
+    vehicles in and out."""
     in_route = -np.ones((4, 3, 3), int)
     out_route = -np.ones((4, 3), int)
     for k, (ra, ri, rm, rb, rj) in enumerate(t.routes):
         in_route[ra, ri, rm] = k
         if out_route[rb, rj] < 0 or rm == STRAIGHT_ON:
             out_route[rb, rj] = k
-
-    maps = _map_pieces(plan, t, u, n, r, conn_route_ctrl=(p0, p1, p2, p3), group=group, extra=extra)
-    ego_route = _ego_route(plan, t, idx)
-    ego_rbs = _ego_roadblocks(plan, t, ego_route, r)
-
-    return dict(
-        p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
-        conn_xy=conn_xy.astype(np.float32), conn_h=conn_h.astype(np.float32), lim_in=lim_in,
-        lim_out=lim_out, conn_e=conn_e.astype(np.float32), s_exit_geo=s_exit_geo,
-        route_len=route_len, move=move, arm_out=arm_out, s_stop=s_stop, s_exit=s_exit,
-        group=group, s_dead=s_dead, lc_tgt=np.broadcast_to(lc_tgt, (g, R, 2)), lc_off=lc_off,
-        lc_same=np.broadcast_to(lc_same, (g, R, 2)), lc_sep=lc_sep,
-        lc_lo=np.broadcast_to(lc_lo, (g, R)), lc_hi=np.broadcast_to(lc_hi, (g, R)), cw_s=cw_s,
-        cw_u=cw_u, pair=pair, in_route=np.broadcast_to(in_route, (g, 4, 3, 3)),
-        out_route=np.broadcast_to(out_route, (g, 4, 3)), ramp_route=np.full(g, nr if t.ramp else -1),
-        cw_ok=cw["ok"], cw_ring=cw["ring"], cw_tc=cw["tc"], cw_half_road=cw["half_road"],
-        cw_phi=plan.phi.copy(), cw_band=np.broadcast_to(plan.cw_w[:, None], (g, 4)),
-        cw_group=np.where(plan.signalised[:, None], np.arange(4) % 2, -1), map_xy=maps["xy"],
-        map_ok=maps["ok"], map_rb=maps["rb"], map_group=maps["group"], ego_rbs=ego_rbs,
-        ego_route=ego_route,
-    )  # fmt: skip
+    return in_route, out_route
 
 
 def _smooth(x: np.ndarray, half: int) -> np.ndarray:
@@ -447,127 +425,6 @@ def allowed_speed(roads: Roads, n_idx, r, s):
     v = np.sqrt(np.maximum(e - b2 * s, 0.0))
     v = np.where(s < l1, np.minimum(v, roads.lim_in[n_idx, r]), v)
     return np.where(s > roads.s_exit_geo[n_idx, r], roads.lim_out[n_idx, r], v)
-
-
-def _crosswalks(plan: Plan, t: Template, u, n, hw, r):
-    g = len(plan)
-    ok = plan.cw_on & plan.arms_on
-    if t.kind == MERGE:
-        ok = np.zeros_like(ok)
-    if t.kind == STRAIGHT:
-        ok = ok & (np.arange(4) == 0)
-        tc = np.zeros((g, 4))
-    else:
-        tc = r - 1.0 - plan.cw_w[:, None] / 2
-    hb = plan.cw_w[:, None] / 2
-    lat = hw + 0.5
-    corners = [(-hb, -lat), (hb, -lat), (hb, lat), (-hb, lat), (-hb, -lat)]
-    ring = np.stack([(tc + dt)[..., None] * u + dl[..., None] * n for dt, dl in corners], axis=2)
-    return {"ok": ok, "tc": tc, "half_road": hw, "ring": ring}
-
-
-def _map_pieces(plan: Plan, t: Template, u, n, r, conn_route_ctrl, group, extra):
-    """Lane pieces (inbound and outbound, split every `seg_len` m) and connectors, RAW_POINTS
-    vertices each."""
-    g = len(plan)
-    w, med, seg = plan.lane_w, plan.median, plan.seg_len
-    q = np.arange(MAX_PIECES)
-    lin = np.linspace(0.0, 1.0, RAW_POINTS)
-    # Every (arm, direction, lane) of the template at once: [G, K, Q, P] pieces.
-    lanes = [(a, d, i) for a in range(4) if t.arms_on[a] for d in (0, 1) for i in range(t.lanes[a])]
-    la, ld, li = (np.array(x) for x in zip(*lanes, strict=True))
-    inbound = ld == 0
-    t0 = (r[:, la, None] + q * seg[:, None, None]).astype(np.float32)  # [G, K, Q]
-    t1 = t0 + seg[:, None, None].astype(np.float32)
-    ta, tb = np.where(inbound[:, None], t1, t0), np.where(inbound[:, None], t0, t1)
-    tt = ta[..., None] + (tb - ta)[..., None] * lin.astype(np.float32)  # [G, K, Q, P]
-    off = (med[:, None] + (li + 0.5) * w[:, None]) * np.where(inbound, 1.0, -1.0)  # [G, K]
-    ua, na = u[:, la].astype(np.float32), n[:, la].astype(np.float32)  # [G, K, 2]
-    pts = tt[..., None] * ua[:, :, None, None] + (off[..., None] * na)[:, :, None, None].astype(
-        np.float32
-    )
-    xy = [pts.reshape(g, -1, RAW_POINTS, 2)]
-    ok = [(t0 < MAP_EXTENT).reshape(g, -1)]
-    rb = [
-        np.broadcast_to(
-            ((la * 2 + ld) * MAX_PIECES)[:, None] + q, (g, len(lanes), MAX_PIECES)
-        ).reshape(g, -1)
-    ]
-    grp = [-np.ones((g, len(lanes) * MAX_PIECES), int)]
-    p0, p1, p2, p3 = conn_route_ctrl
-    conn = bezier(p0, p1, p2, p3, lin)  # [G, R, P, 2]
-    nr = len(t.routes)
-    xy.append(conn)
-    ok.append(np.ones((g, nr), bool))
-    ab = np.array([(ra, rb_) for ra, _, _, rb_, _ in t.routes]).reshape(-1, 2)
-    rb.append(np.broadcast_to(100 + ab[:, 0] * 4 + ab[:, 1], (g, nr)))
-    grp.append(group[:, :nr])
-    if t.ramp:
-        p_far, q0, q1, q2, q3, p_end = extra["ramp_ctrl"]
-        # Ramp lane in two pieces, the curve as a connector, the acceleration lane.
-        mid = q0 + 0.5 * (p_far - q0) * (MAP_EXTENT / ARM_LENGTH)
-        far = q0 + (p_far - q0) * (MAP_EXTENT / ARM_LENGTH)
-        for k, (pa, pb) in enumerate(((far, mid), (mid, q0))):
-            xy.append((pa[:, None] + (pb - pa)[:, None] * lin[:, None])[:, None])
-            ok.append(np.ones((g, 1), bool))
-            rb.append(np.full((g, 1), 200 + k))
-            grp.append(-np.ones((g, 1), int))
-        xy.append(bezier(q0, q1, q2, q3, lin)[:, None])
-        ok.append(np.ones((g, 1), bool))
-        rb.append(np.full((g, 1), 202))
-        grp.append(-np.ones((g, 1), int))
-        xy.append((q3[:, None] + (p_end - q3)[:, None] * lin[:, None])[:, None])
-        ok.append(np.ones((g, 1), bool))
-        rb.append(np.full((g, 1), 203))
-        grp.append(-np.ones((g, 1), int))
-    return {
-        "xy": np.concatenate(xy, 1).astype(np.float32),
-        "ok": np.concatenate(ok, 1),
-        "rb": np.concatenate(rb, 1),
-        "group": np.concatenate(grp, 1),
-    }
-
-
-def _ego_route(plan: Plan, t: Template, idx: dict) -> np.ndarray:
-    """The ego's starting route slot: arm 0, its lane and movement (or the ramp)."""
-    g = len(plan)
-    out = np.zeros(g, int)
-    for k in range(g):
-        if t.ramp and plan.ego_on_ramp[k]:
-            out[k] = len(t.routes)
-            continue
-        lane = int(min(plan.ego_lane[k], t.lanes[0] - 1))
-        m = int(plan.ego_move[k])
-        key = (0, lane, m)
-        if key not in idx:  # fall back to any movement from that lane, then any lane
-            key = next((kk for kk in idx if kk[0] == 0 and kk[1] == lane), None) or next(
-                kk for kk in idx if kk[0] == 0
-            )
-        out[k] = idx[key]
-    return out
-
-
-def _ego_roadblocks(plan: Plan, t: Template, ego_route: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Roadblock ids along the ego's route, in driving order, -1 padded [G, B]."""
-    g = len(plan)
-    out = -np.ones((g, MAX_ROUTE_BLOCKS), int)
-    far_to_near = list(range(MAX_PIECES - 1, -1, -1))
-    for k in range(g):
-        er = int(ego_route[k])
-        if er >= len(t.routes):
-            # Ramp pieces, the acceleration lane, then the eastbound pieces from where it starts
-            # (arm 0 piece q ends at x = -(r + q seg)).
-            seq = [200, 201, 202, 203] + [
-                q for q in far_to_near
-                if -(r[k, 0] + q * plan.seg_len[k]) >= plan.acc_x0[k]
-            ]  # fmt: skip
-            b = 2
-        else:
-            b = t.routes[er][3]
-            seq = list(far_to_near)
-        seq = seq + [100 + b] + [(b * 2 + 1) * MAX_PIECES + q for q in range(MAX_PIECES)]
-        out[k, : len(seq)] = seq[:MAX_ROUTE_BLOCKS]
-    return out
 
 
 _PAD = {  # padding of routes, crosswalks and map pieces that a scenario does not have
