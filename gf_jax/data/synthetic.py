@@ -39,7 +39,16 @@ from gf_jax.data.schema import (
     ScenarioSet,
     empty_meta,
 )
-from gf_jax.data.world import features, labels, noise, population, recipes, roads, traffic
+from gf_jax.data.world import (
+    features,
+    labels,
+    noise,
+    pedestrians,
+    population,
+    recipes,
+    roads,
+    traffic,
+)
 from gf_jax.data.world.cities import city_table
 from gf_jax.data.world.draws import Draws
 
@@ -259,7 +268,7 @@ def simulate(seed: int, index, city, target, attempt: int, config: WorldConfig):
     plan = recipes.make_plan(index, sim_t, city, d)
     net = roads.build(plan)
     veh = population.place_vehicles(plan, net, d)
-    peds = population.place_peds(plan, net, d)
+    peds = pedestrians.place_peds(plan, net, d)
     rec = traffic.simulate(plan, net, veh, peds, d.uniform(shape=(population.N_VEHICLES,)))
     cond = labels.conditions(plan, net, rec, veh.length, veh.kind)
     label, hit = labels.choose(cond, sim_t)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from gf_jax.data.world import signals
+from gf_jax.data.world.pedestrians import Peds
 from gf_jax.data.world.plan import Plan
-from gf_jax.data.world.population import Peds
 from gf_jax.data.world.roads import Roads
 
 

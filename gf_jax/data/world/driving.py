@@ -19,8 +19,9 @@ from gf_jax.data.world import conflicts as C
 from gf_jax.data.world import signals
 from gf_jax.data.world.crossings import CrosswalkCache
 from gf_jax.data.world.interactions import Links, RouteCache
+from gf_jax.data.world.pedestrians import Peds
 from gf_jax.data.world.plan import LEFT
-from gf_jax.data.world.population import Peds, Vehicles
+from gf_jax.data.world.population import Vehicles
 
 SCRIPT_HOLD = 6.0  # seconds a scripted stop lasts
 BIND_FREE, BIND_LEAD, BIND_SIGNAL, BIND_YIELD, BIND_PED, BIND_DEAD, BIND_SCRIPT = range(7)

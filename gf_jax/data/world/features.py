@@ -28,11 +28,11 @@ from gf_jax.data.world.geometry import (
     wrap_angle,
     yaw_rate,
 )
+from gf_jax.data.world.pedestrians import Peds
 from gf_jax.data.world.plan import Plan
 from gf_jax.data.world.population import (
     BICYCLE,
     EGO_REAR_AXLE_TO_CENTER,
-    Peds,
     Vehicles,
 )
 from gf_jax.data.world.roads import Roads, pose

@@ -29,8 +29,9 @@ from gf_jax.data.world.driving import (
 )
 from gf_jax.data.world.interactions import Links, Pairs, RouteCache
 from gf_jax.data.world.lane_change import RATE_SPEED, lateral, mobil
+from gf_jax.data.world.pedestrians import Peds
 from gf_jax.data.world.plan import Plan
-from gf_jax.data.world.population import Peds, Vehicles
+from gf_jax.data.world.population import Vehicles
 from gf_jax.data.world.roads import Roads
 
 DT = 0.1  # output frames (10 Hz)
