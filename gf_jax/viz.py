@@ -87,6 +87,25 @@ def plot_scenario(
     """
     a, meta = _scenario(scenario)
     ax.set_facecolor("white")
+    _draw_map(ax, a, signals)
+    _draw_neighbours(ax, a.get("neighbor_agents_past"), a.get("neighbor_agents_future"))
+    _draw_ego(ax, a.get("ego_agent_past"), a.get("ego_agent_future"))
+    _draw_outputs(ax, plan, prediction)
+    ax.set_xlim(-view, view)
+    ax.set_ylim(-view, view)
+    ax.set_aspect("equal")
+    ax.tick_params(labelsize=6)
+    if title is None and meta:
+        title = f"{meta.get('scenario_type', '')} | {meta.get('city', '')}"
+        if bool(meta.get("corrupted", False)):
+            title += " | corrupted"
+    if title:
+        ax.set_title(title, fontsize=7)
+    return ax
+
+
+def _draw_map(ax, a: dict[str, np.ndarray], signals: bool) -> None:
+    """Lanes (coloured by their light when `signals`), the route lanes and the crosswalks."""
     lanes = a.get("lanes")
     if lanes is not None:
         ax.add_collection(
@@ -109,58 +128,59 @@ def plot_scenario(
             )
         )
     cw = a.get("crosswalks")
-    if cw is not None:
-        polys = _segments(cw)
-        if polys:
-            ax.add_collection(
-                PolyCollection(
-                    polys,
-                    facecolors=COLORS["crosswalk"],
-                    edgecolors="#b0b0b0",
-                    linewidths=0.5,
-                    zorder=0.5,
-                )
+    polys = _segments(cw) if cw is not None else []
+    if polys:
+        ax.add_collection(
+            PolyCollection(
+                polys,
+                facecolors=COLORS["crosswalk"],
+                edgecolors="#b0b0b0",
+                linewidths=0.5,
+                zorder=0.5,
             )
-
-    nb = a.get("neighbor_agents_past")
-    nf = a.get("neighbor_agents_future")
-    if nb is not None:
-        boxes, box_colors = [], []
-        for k in range(nb.shape[0]):
-            if not np.any(nb[k] != 0):
-                continue
-            cur = nb[k, -1]
-            ax.plot(nb[k, :, 0], nb[k, :, 1], color=COLORS["nb_past"], lw=1.0, zorder=3)
-            if nf is not None:
-                f = nf[k]
-                seen = np.any(f[:, :2] != 0, axis=-1)
-                if seen.any():
-                    fx = np.where(seen, f[:, 0], np.nan)
-                    fy = np.where(seen, f[:, 1], np.nan)
-                    ax.plot(fx, fy, color=COLORS["nb_future"], lw=1.0, ls="--", zorder=3)
-            kind = "pedestrian" if cur[9] > 0.5 else ("bicycle" if cur[10] > 0.5 else "vehicle")
-            boxes.append(_box(cur[0], cur[1], cur[2], max(cur[6], 0.3), max(cur[7], 0.3)))
-            box_colors.append(COLORS[kind])
-        if boxes:
-            ax.add_collection(
-                PolyCollection(
-                    boxes,
-                    facecolors=box_colors,
-                    edgecolors="black",
-                    linewidths=0.4,
-                    alpha=0.85,
-                    zorder=4,
-                )
-            )
-
-    ep = a.get("ego_agent_past")
-    ef = a.get("ego_agent_future")
-    if ep is not None:
-        ax.plot(ep[:, 0], ep[:, 1], color=COLORS["ego_past"], lw=2.0, zorder=5)
-    if ef is not None:
-        ax.plot(
-            np.r_[0.0, ef[:, 0]], np.r_[0.0, ef[:, 1]], color=COLORS["ego_future"], lw=2.0, zorder=5
         )
+
+
+def _draw_neighbours(ax, nb_AxTxD: np.ndarray | None, nf_AxTxD: np.ndarray | None) -> None:
+    """Each observed neighbour's past, its true future (dashed) and its box at the present."""
+    if nb_AxTxD is None:
+        return
+    boxes, box_colors = [], []
+    for k in range(nb_AxTxD.shape[0]):
+        if not np.any(nb_AxTxD[k] != 0):
+            continue
+        cur = nb_AxTxD[k, -1]
+        ax.plot(nb_AxTxD[k, :, 0], nb_AxTxD[k, :, 1], color=COLORS["nb_past"], lw=1.0, zorder=3)
+        if nf_AxTxD is not None:
+            f = nf_AxTxD[k]
+            seen = np.any(f[:, :2] != 0, axis=-1)
+            if seen.any():
+                fx = np.where(seen, f[:, 0], np.nan)
+                fy = np.where(seen, f[:, 1], np.nan)
+                ax.plot(fx, fy, color=COLORS["nb_future"], lw=1.0, ls="--", zorder=3)
+        kind = "pedestrian" if cur[9] > 0.5 else ("bicycle" if cur[10] > 0.5 else "vehicle")
+        boxes.append(_box(cur[0], cur[1], cur[2], max(cur[6], 0.3), max(cur[7], 0.3)))
+        box_colors.append(COLORS[kind])
+    if boxes:
+        ax.add_collection(
+            PolyCollection(
+                boxes,
+                facecolors=box_colors,
+                edgecolors="black",
+                linewidths=0.4,
+                alpha=0.85,
+                zorder=4,
+            )
+        )
+
+
+def _draw_ego(ax, ep_TxD: np.ndarray | None, ef_TxD: np.ndarray | None) -> None:
+    """The ego's past, its true future from the origin, and its box."""
+    if ep_TxD is not None:
+        ax.plot(ep_TxD[:, 0], ep_TxD[:, 1], color=COLORS["ego_past"], lw=2.0, zorder=5)
+    if ef_TxD is not None:
+        fx, fy = np.r_[0.0, ef_TxD[:, 0]], np.r_[0.0, ef_TxD[:, 1]]
+        ax.plot(fx, fy, color=COLORS["ego_future"], lw=2.0, zorder=5)
     ego = _box(EGO_REAR_TO_CENTER, 0.0, 0.0, EGO_LENGTH, EGO_WIDTH)
     ax.add_collection(
         PolyCollection(
@@ -168,6 +188,9 @@ def plot_scenario(
         )
     )
 
+
+def _draw_outputs(ax, plan: np.ndarray | None, prediction: np.ndarray | None) -> None:
+    """A model's plan and every mode of its neighbour predictions."""
     if plan is not None:
         p = np.asarray(plan)
         ax.plot(p[:, 0], p[:, 1], color=COLORS["plan"], lw=1.8, zorder=7, label="plan")
@@ -180,18 +203,6 @@ def plot_scenario(
                 ax.plot(
                     mode[:, 0], mode[:, 1], color=COLORS["prediction"], lw=0.8, alpha=0.7, zorder=7
                 )
-
-    ax.set_xlim(-view, view)
-    ax.set_ylim(-view, view)
-    ax.set_aspect("equal")
-    ax.tick_params(labelsize=6)
-    if title is None and meta:
-        title = f"{meta.get('scenario_type', '')} | {meta.get('city', '')}"
-        if bool(meta.get("corrupted", False)):
-            title += " | corrupted"
-    if title:
-        ax.set_title(title, fontsize=7)
-    return ax
 
 
 def save_scenarios(
