@@ -81,44 +81,77 @@ def ped_poses(
     return to_world(plan.kappa[rows], plan.left_hand[rows], xy, h)
 
 
+class _EgoFrame:
+    """The ego frame at the present: origin o [N, 2] (the ego's box centre) and heading oh [N]."""
+
+    def __init__(self, o: np.ndarray, oh: np.ndarray):
+        self.o, self.oh = o, oh
+        self.c, self.s = np.cos(oh)[:, None], np.sin(oh)[:, None]
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        """[N, ..., 2] world -> ego frame (broadcast over the middle axes)."""
+        n = len(self.o)
+        shp = (n,) + (1,) * (p.ndim - 2)
+        dx = p[..., 0] - self.o[:, 0].reshape(shp)
+        dy = p[..., 1] - self.o[:, 1].reshape(shp)
+        cc, ss = self.c.reshape(shp), self.s.reshape(shp)
+        return np.stack([cc * dx + ss * dy, -ss * dx + cc * dy], -1)
+
+
+def _rot(vec: np.ndarray, ang: np.ndarray) -> np.ndarray:
+    """Rotates vectors by -ang (into a frame with heading ang)."""
+    ca, sa = np.cos(ang), np.sin(ang)
+    return np.stack([ca * vec[..., 0] + sa * vec[..., 1], -sa * vec[..., 0] + ca * vec[..., 1]], -1)
+
+
 def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sensor_range: float):
     """The seven GameFormer arrays for a chunk, float32 with a leading N axis."""
-    n, A = veh.s.shape
     frames = slice(FIRST, LAST + 1)
     # Ego rear axle, and the ego frame at the present.
     ego_xy, ego_h = vehicle_poses(plan, roads, rec, frames, slice(0, 1))
     e_h = ego_h[:, 0]
     e_xy = ego_xy[:, 0] - EGO_REAR_AXLE_TO_CENTER * np.stack([np.cos(e_h), np.sin(e_h)], -1)
-    o, oh = e_xy[:, P], e_h[:, P]
-    c, s_ = np.cos(oh)[:, None], np.sin(oh)[:, None]
+    to_ego = _EgoFrame(e_xy[:, P], e_h[:, P])
+    out = _ego_arrays(e_xy, e_h, to_ego)
+    real, is_ped, vsel, psel = _nearest_neighbours(plan, roads, veh, peds, rec, to_ego.o,
+                                                   sensor_range)  # fmt: skip
+    nxy, nh, act = _neighbour_tracks(plan, roads, peds, rec, frames, real, is_ped, vsel, psel)
+    nseen = act & (np.sqrt(((nxy - e_xy[:, None]) ** 2).sum(-1)) <= sensor_range)
+    out["neighbor_agents_past"] = _neighbour_past(
+        nxy, nh, nseen, real, is_ped, vsel, psel, veh, peds, to_ego
+    )
+    fut = np.concatenate(
+        [to_ego(nxy[:, :, FUT]), wrap_angle(nh[:, :, FUT] - to_ego.oh[:, None, None])[..., None]],
+        -1,
+    )
+    fut_ok = nseen[:, :, FUT] & real[:, :, None]
+    out["neighbor_agents_future"] = fut * fut_ok[..., None]
+    st, _ = signals.states(plan.green, plan.offset, PRESENT_STEP * DT)
+    out.update(_map(plan, roads, to_ego.o, to_ego, st))
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
-    def to_ego(p):  # [N, ..., 2] world -> ego frame (broadcast over middle axes)
-        shp = (n,) + (1,) * (p.ndim - 2)
-        dx = p[..., 0] - o[:, 0].reshape(shp)
-        dy = p[..., 1] - o[:, 1].reshape(shp)
-        cc, ss = c.reshape(shp), s_.reshape(shp)
-        return np.stack([cc * dx + ss * dy, -ss * dx + cc * dy], -1)
 
-    def rot(vec, ang):  # rotate vectors by -ang (into a frame with heading ang)
-        ca, sa = np.cos(ang), np.sin(ang)
-        return np.stack(
-            [ca * vec[..., 0] + sa * vec[..., 1], -sa * vec[..., 0] + ca * vec[..., 1]], -1
-        )
-
-    out = {}
-    # ---- ego ---------------------------------------------------------------------------------------
+def _ego_arrays(e_xy: np.ndarray, e_h: np.ndarray, to_ego: _EgoFrame) -> dict[str, np.ndarray]:
+    """The ego's past (pose, velocity, acceleration in its own heading; the present's pose is the
+    origin) and future (pose), from its box-centre track e_xy [N, T, 2] and heading e_h [N, T]."""
     ep = to_ego(e_xy)
-    eh = wrap_angle(e_h - oh[:, None])
+    eh = wrap_angle(e_h - to_ego.oh[:, None])
     vel = np.gradient(e_xy, DT, axis=1)
     acc = np.gradient(vel, DT, axis=1)
     ego_past = np.concatenate(
-        [ep[:, NOW], eh[:, NOW, None], rot(vel, e_h)[:, NOW], rot(acc, e_h)[:, NOW]], -1
+        [ep[:, NOW], eh[:, NOW, None], _rot(vel, e_h)[:, NOW], _rot(acc, e_h)[:, NOW]], -1
     )
     ego_past[:, -1, :3] = 0.0
-    out["ego_agent_past"] = ego_past
-    out["ego_agent_future"] = np.concatenate([ep[:, FUT], eh[:, FUT, None]], -1)
+    return {
+        "ego_agent_past": ego_past,
+        "ego_agent_future": np.concatenate([ep[:, FUT], eh[:, FUT, None]], -1),
+    }
 
-    # ---- neighbours: the nearest agents observed now -----------------------------------------------
+
+def _nearest_neighbours(plan, roads, veh: Vehicles, peds: Peds, rec: Record, o, sensor_range):
+    """The NUM_NEIGHBORS agents nearest the ego and observed now: whether each slot is real
+    [N, K], whether it is a pedestrian, and its vehicle / pedestrian index."""
+    n, A = veh.s.shape
     now = slice(PRESENT_STEP, PRESENT_STEP + 1)
     n_peds = peds.s.shape[1]
     v_now, _ = vehicle_poses(plan, roads, rec, now)
@@ -129,19 +162,23 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
     ok_now = np.concatenate([rec.active[PRESENT_STEP, :, 1:], peds.ok], 1)
     d_now = np.sqrt(((xy_now - o[:, None]) ** 2).sum(-1))
     present = ok_now & (d_now <= sensor_range)
-    order = np.argsort(np.where(present, d_now, np.inf), axis=1, kind="stable")[
-        :, : schema.NUM_NEIGHBORS
-    ]
+    nearest = np.argsort(np.where(present, d_now, np.inf), axis=1, kind="stable")
+    order = nearest[:, : schema.NUM_NEIGHBORS]
     real = np.take_along_axis(present, order, 1)  # [N, 20]
     is_ped = order >= A - 1
-    gi = np.arange(n)[:, None]
     vsel = np.where(is_ped, 1, order + 1)
     psel = np.where(is_ped, order - (A - 1), 0)
-    # Tracks of the selected agents only: vehicles along their routes, pedestrians on their paths.
+    return real, is_ped, vsel, psel
+
+
+def _neighbour_tracks(plan, roads, peds: Peds, rec: Record, frames, real, is_ped, vsel, psel):
+    """Tracks of the selected agents only (vehicles along their routes, pedestrians on their
+    paths): positions [N, K, T, 2], headings and whether each is active."""
+    n, k = real.shape
     n_fr = frames.stop - frames.start
-    nxy = np.zeros((n, schema.NUM_NEIGHBORS, n_fr, 2))
-    nh = np.zeros((n, schema.NUM_NEIGHBORS, n_fr))
-    act = np.zeros((n, schema.NUM_NEIGHBORS, n_fr), bool)
+    nxy = np.zeros((n, k, n_fr, 2))
+    nh = np.zeros((n, k, n_fr))
+    act = np.zeros((n, k, n_fr), bool)
     vn, vk = np.nonzero(~is_ped & real)
     if len(vn):
         nxy[vn, vk], nh[vn, vk] = vehicle_poses(plan, roads, rec, frames, vsel[vn, vk], rows=vn)
@@ -150,17 +187,23 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
     if len(pn):
         nxy[pn, pk], nh[pn, pk] = ped_poses(plan, peds, rec, frames, pn, psel[pn, pk])
         act[pn, pk] = peds.ok[pn, psel[pn, pk]][:, None]
-    nseen = act & (np.sqrt(((nxy - e_xy[:, None]) ** 2).sum(-1)) <= sensor_range)
+    return nxy, nh, act
+
+
+def _neighbour_past(nxy, nh, nseen, real, is_ped, vsel, psel, veh: Vehicles, peds: Peds, to_ego):
+    """The neighbours' past features [N, K, NOW, 11]: pose, velocity and yaw rate in the ego
+    frame, size and class; frames without an observation repeat the nearest later observed one."""
+    A = veh.s.shape[1]
+    gi = np.arange(len(real))[:, None]
     nvel = np.gradient(nxy, DT, axis=2)
-    # Past: frames without an observation repeat the nearest later observed one.
     past_seen = nseen[:, :, NOW]
     t_idx = np.arange(past_seen.shape[-1])
     later = np.where(past_seen, t_idx, past_seen.shape[-1] - 1)
     fill = np.minimum.accumulate(later[..., ::-1], axis=-1)[..., ::-1] + NOW.start  # [N, 20, 21]
     g = lambda a: np.take_along_axis(a, fill.reshape(fill.shape + (1,) * (a.ndim - 3)), 2)  # noqa: E731
     pxy, ph, pvel = to_ego(g(nxy)), g(nh), g(nvel)
-    ph_rel = wrap_angle(ph - oh[:, None, None])
-    pv = rot(pvel, oh[:, None, None])
+    ph_rel = wrap_angle(ph - to_ego.oh[:, None, None])
+    pv = _rot(pvel, to_ego.oh[:, None, None])
     yaw = yaw_rate(ph, DT)
     vi = np.clip(vsel, 0, A - 1)
     nl = np.where(is_ped, peds.size[gi, psel], veh.length[gi, vi])
@@ -173,17 +216,7 @@ def build(plan: Plan, roads: Roads, veh: Vehicles, peds: Peds, rec: Record, sens
          np.broadcast_to(nw[:, :, None, None], (*shape, 1)), np.broadcast_to(onehot[:, :, None, :], (*shape, 3))],
         -1,
     )  # fmt: skip
-    out["neighbor_agents_past"] = feats * real[:, :, None, None]
-    fut = np.concatenate(
-        [to_ego(nxy[:, :, FUT]), wrap_angle(nh[:, :, FUT] - oh[:, None, None])[..., None]], -1
-    )
-    fut_ok = nseen[:, :, FUT] & real[:, :, None]
-    out["neighbor_agents_future"] = fut * fut_ok[..., None]
-
-    # ---- map -----------------------------------------------------------------------------------------
-    st, _ = signals.states(plan.green, plan.offset, PRESENT_STEP * DT)
-    out.update(_map(plan, roads, o, to_ego, st))
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
+    return feats * real[:, :, None, None]
 
 
 def to_world(kappa: np.ndarray, left_hand: np.ndarray, xy, h=None):
