@@ -53,58 +53,65 @@ class Vehicles:
 
 
 def place_vehicles(plan: Plan, roads: Roads, d: Draws) -> Vehicles:
-    n = len(plan)
-    ci = plan.city
-    gi = np.arange(n)[:, None]
+    """Every lane's candidate stream (inbound, outbound, the ramp), then the N_VEHICLES nearest the
+    ego; draws in a fixed order (the stream uniforms, then the queue lengths)."""
     u = d.uniform(shape=(4 * 3 * K_IN + 4 * 3 * K_OUT + K_RAMP, 16))
     u_q = d.uniform(shape=(12,))
-    st0, _ = signals.states(plan.green, plan.offset, 0.0)
+    dens = city_table("density")[plan.city] * plan.density  # veh/km/lane
+    spacing = 1000.0 / np.maximum(dens, 1.0)
+    u_in, u_out, u_ramp = np.split(u, [4 * 3 * K_IN, 4 * 3 * (K_IN + K_OUT)], axis=1)
+    cands = _inbound(plan, roads, u_in, u_q, spacing)
+    cands += _outbound(plan, roads, u_out, spacing)
+    cands.append(_ramp(plan, roads, u_ramp, spacing))
+    c = {key: np.concatenate([x[key] for x in cands], 1) for key in cands[0]}
+    return _as_vehicles(plan, _nearest_to_ego(roads, c))
 
+
+def _drivers(plan: Plan, uu: np.ndarray, lanes_right: np.ndarray) -> dict[str, np.ndarray]:
+    """Kind, size and driver parameters of a lane's candidates [N, K] from their uniforms
+    uu [N, K, 16]; cyclists only in the rightmost lane."""
+    ci = plan.city
     cyc_share = city_table("cyclist_share")[ci]
     long_share = city_table("long_vehicle_share")[ci]
-    dens = city_table("density")[ci] * plan.density  # veh/km/lane
-    spacing = 1000.0 / np.maximum(dens, 1.0)
+    kind = np.where(lanes_right & (uu[..., 0] < 2 * cyc_share[:, None]), BICYCLE, CAR)
+    long = (kind == CAR) & (uu[..., 0] > 1 - long_share[:, None])
+    length = np.where(
+        kind == BICYCLE,
+        1.6 + 0.3 * uu[..., 1],
+        np.where(long, 8.0 + 4.5 * uu[..., 1], 4.2 + 0.8 * uu[..., 1]),
+    )
+    width = np.where(
+        kind == BICYCLE,
+        0.5 + 0.2 * uu[..., 2],
+        np.where(long, 2.4 + 0.2 * uu[..., 2], 1.75 + 0.25 * uu[..., 2]),
+    )
+    T = city_table("time_gap")[ci][:, None] * (0.8 + 0.45 * uu[..., 3])
+    a = city_table("max_accel")[ci][:, None] * (0.8 + 0.4 * uu[..., 4]) * np.where(long, 0.6, 1.0)
+    b = city_table("comfort_decel")[ci][:, None] * (0.85 + 0.3 * uu[..., 5])
+    s0 = 1.5 + 1.0 * uu[..., 6]
+    v0 = np.where(kind == BICYCLE, 0.3 + 0.15 * uu[..., 7], 0.88 + 0.22 * uu[..., 7]) * np.where(
+        long, 0.9, 1.0
+    )
+    return dict(kind=kind, long=long, length=length, width=width, T=T, a_max=a, b=b, s0=s0, v0=v0,
+                polite=city_table("politeness")[ci][:, None] * (0.5 + uu[..., 8]),
+                lc_thr=0.1 + 0.3 * uu[..., 9],
+                gap_acc=city_table("gap_acceptance")[ci][:, None] * (0.8 + 0.5 * uu[..., 10]))  # fmt: skip
 
-    def drivers(uu, lanes_right):
-        kind = np.where(lanes_right & (uu[..., 0] < 2 * cyc_share[:, None]), BICYCLE, CAR)
-        long = (kind == CAR) & (uu[..., 0] > 1 - long_share[:, None])
-        length = np.where(
-            kind == BICYCLE,
-            1.6 + 0.3 * uu[..., 1],
-            np.where(long, 8.0 + 4.5 * uu[..., 1], 4.2 + 0.8 * uu[..., 1]),
-        )
-        width = np.where(
-            kind == BICYCLE,
-            0.5 + 0.2 * uu[..., 2],
-            np.where(long, 2.4 + 0.2 * uu[..., 2], 1.75 + 0.25 * uu[..., 2]),
-        )
-        T = city_table("time_gap")[ci][:, None] * (0.8 + 0.45 * uu[..., 3])
-        a = (
-            city_table("max_accel")[ci][:, None]
-            * (0.8 + 0.4 * uu[..., 4])
-            * np.where(long, 0.6, 1.0)
-        )
-        b = city_table("comfort_decel")[ci][:, None] * (0.85 + 0.3 * uu[..., 5])
-        s0 = 1.5 + 1.0 * uu[..., 6]
-        v0 = np.where(
-            kind == BICYCLE, 0.3 + 0.15 * uu[..., 7], 0.88 + 0.22 * uu[..., 7]
-        ) * np.where(long, 0.9, 1.0)
-        return dict(kind=kind, long=long, length=length, width=width, T=T, a_max=a, b=b, s0=s0, v0=v0,
-                    polite=city_table("politeness")[ci][:, None] * (0.5 + uu[..., 8]),
-                    lc_thr=0.1 + 0.3 * uu[..., 9],
-                    gap_acc=city_table("gap_acceptance")[ci][:, None] * (0.8 + 0.5 * uu[..., 10]))  # fmt: skip
 
-    cands = []
-    k = 0
-    # ---- inbound streams ----------------------------------------------------------------------
+def _inbound(plan: Plan, roads: Roads, u: np.ndarray, u_q: np.ndarray, spacing) -> list[dict]:
+    """The streams towards the junction, K_IN per (arm, lane): queued at a red light (the ego's
+    lane as its recipe says), movements drawn among those the lane allows."""
+    n = len(plan)
+    gi = np.arange(n)[:, None]
+    st0, _ = signals.states(plan.green, plan.offset, 0.0)
+    out = []
     for a in range(4):
         for i in range(3):
+            k = (a * 3 + i) * K_IN
             uu = u[:, k : k + K_IN]
-            k += K_IN
             lanes_a = plan.lanes[:, a]
             exists = (i < lanes_a) & plan.arms_on[:, a]
-            rightmost = (i == lanes_a - 1)[:, None]
-            dr = drivers(uu, rightmost)
+            dr = _drivers(plan, uu, (i == lanes_a - 1)[:, None])
             # movement among those the lane allows (straight more likely)
             routes = roads.in_route[:, a, i, :]  # [N, 3] per movement
             w = np.where(routes >= 0, np.array([0.6, 0.2, 0.2]), 0.0)
@@ -112,38 +119,50 @@ def place_vehicles(plan: Plan, roads: Roads, d: Draws) -> Vehicles:
             pick = np.minimum((uu[..., 11:12] * cw[:, None, -1:] >= cw[:, None, :]).sum(-1), 2)
             route = np.take_along_axis(routes, pick, 1)
             grp = roads.group[gi, np.maximum(route[:, :1], 0)][:, 0]
-            red = (grp >= 0) & (
-                np.take_along_axis(st0, np.maximum(grp, 0)[:, None], 1)[:, 0] != signals.GREEN
-            )
+            light = np.take_along_axis(st0, np.maximum(grp, 0)[:, None], 1)[:, 0]
+            red = (grp >= 0) & (light != signals.GREEN)
             nq = np.where(red, np.floor(u_q[:, a * 3 + i] * (1 + 5 * plan.density)).astype(int), 0)
             ego_stream = (a == 0) & (plan.ego_lane == i) & ~plan.ego_on_ramp
             nq = np.where(ego_stream & (plan.queue_n >= 0), plan.queue_n, nq)
             s_stop = np.take_along_axis(roads.s_stop, np.maximum(route, 0), 1)
-            cands.append(_stream(plan, roads, dr, route, exists, s_stop, nq, spacing, uu, where="in",
-                                 ego_stream=ego_stream, stop_at_ref=red))  # fmt: skip
-    # ---- outbound streams ---------------------------------------------------------------------
+            out.append(_stream(plan, roads, dr, route, exists, s_stop, nq, spacing, uu, where="in",
+                               ego_stream=ego_stream, stop_at_ref=red))  # fmt: skip
+    return out
+
+
+def _outbound(plan: Plan, roads: Roads, u: np.ndarray, spacing) -> list[dict]:
+    """The streams leaving the junction, K_OUT per (arm, lane)."""
+    n = len(plan)
+    none = np.zeros(n, bool)
+    out = []
     for b_ in range(4):
         for j in range(3):
+            k = (b_ * 3 + j) * K_OUT
             uu = u[:, k : k + K_OUT]
-            k += K_OUT
             route = np.broadcast_to(roads.out_route[:, b_, j][:, None], (n, K_OUT))
             exists = (route[:, 0] >= 0) & (j < plan.lanes[:, b_])
-            dr = drivers(uu, (j == plan.lanes[:, b_] - 1)[:, None])
+            dr = _drivers(plan, uu, (j == plan.lanes[:, b_] - 1)[:, None])
             s_exit = np.take_along_axis(roads.s_exit, np.maximum(route, 0), 1)
-            none = np.zeros(n, bool)
-            cands.append(_stream(plan, roads, dr, route, exists, s_exit, np.zeros(n, int), spacing, uu,
-                                 where="out", ego_stream=none, stop_at_ref=none))  # fmt: skip
-    # ---- ramp -------------------------------------------------------------------------------
-    uu = u[:, k : k + K_RAMP]
+            out.append(_stream(plan, roads, dr, route, exists, s_exit, np.zeros(n, int), spacing,
+                               uu, where="out", ego_stream=none, stop_at_ref=none))  # fmt: skip
+    return out
+
+
+def _ramp(plan: Plan, roads: Roads, uu: np.ndarray, spacing) -> dict:
+    """The on-ramp's stream (K_RAMP), which must be able to stop at the acceleration lane's end."""
+    n = len(plan)
     route = np.broadcast_to(roads.ramp_route[:, None], (n, K_RAMP))
-    dr = drivers(uu, np.zeros((n, 1), bool))
+    dr = _drivers(plan, uu, np.zeros((n, 1), bool))
     s_dead = np.take_along_axis(roads.s_dead, np.maximum(route, 0), 1)
     ramp_ok = route[:, 0] >= 0
-    cands.append(_stream(plan, roads, dr, route, ramp_ok, s_dead, np.zeros(n, int), spacing, uu,
-                         where="ramp", ego_stream=plan.ego_on_ramp & ramp_ok, stop_at_ref=ramp_ok))  # fmt: skip
+    return _stream(plan, roads, dr, route, ramp_ok, s_dead, np.zeros(n, int), spacing, uu,
+                   where="ramp", ego_stream=plan.ego_on_ramp & ramp_ok, stop_at_ref=ramp_ok)  # fmt: skip
 
-    c = {key: np.concatenate([x[key] for x in cands], 1) for key in cands[0]}
-    # Pick the candidates nearest to where the ego will be around the present.
+
+def _nearest_to_ego(roads: Roads, c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The N_VEHICLES candidates nearest to where the ego will be around the present, the ego
+    first; `ok` marks the real ones."""
+    n = len(c["ok"])
     ego_col = np.argmax(c["is_ego"], 1)
     e_route = c["route"][np.arange(n), ego_col]
     e_s = c["s"][np.arange(n), ego_col] + 3.0 * c["v"][np.arange(n), ego_col]
@@ -154,18 +173,22 @@ def place_vehicles(plan: Plan, roads: Roads, d: Draws) -> Vehicles:
     dist = np.where(c["is_ego"], -1.0, dist)
     order = np.argsort(dist, axis=1, kind="stable")[:, :N_VEHICLES]
     take = {key: np.take_along_axis(val, order, 1) for key, val in c.items()}
-    ok = take["ok"] & np.isfinite(np.take_along_axis(dist, order, 1))
-    f32 = np.float32
+    take["ok"] = take["ok"] & np.isfinite(np.take_along_axis(dist, order, 1))
+    return take
+
+
+def _as_vehicles(plan: Plan, take: dict[str, np.ndarray]) -> Vehicles:
+    ok, is_ego, f32 = take["ok"], take["is_ego"], np.float32
     return Vehicles(
         ok=ok, route=np.where(ok, take["route"], 0), s=take["s"].astype(f32), v=take["v"].astype(f32),
         length=take["length"].astype(f32), width=take["width"].astype(f32), kind=take["kind"],
         v0=take["v0"].astype(f32), T=take["T"].astype(f32), a_max=take["a_max"].astype(f32),
         b=take["b"].astype(f32), s0=take["s0"].astype(f32),
         # The expert ego changes lanes when it has to, rarely on a whim.
-        polite=np.where(take["is_ego"], 0.5, take["polite"]).astype(f32),
-        lc_thr=np.where(take["is_ego"], 1.0, take["lc_thr"]).astype(f32), gap_acc=take["gap_acc"].astype(f32),
-        b_max=np.where(take["is_ego"], 7.0, 8.0).astype(f32),
-        lc_ok=(take["kind"] == CAR) & ~take["long"] | take["is_ego"],
+        polite=np.where(is_ego, 0.5, take["polite"]).astype(f32),
+        lc_thr=np.where(is_ego, 1.0, take["lc_thr"]).astype(f32), gap_acc=take["gap_acc"].astype(f32),
+        b_max=np.where(is_ego, 7.0, 8.0).astype(f32),
+        lc_ok=(take["kind"] == CAR) & ~take["long"] | is_ego,
         stop_time=take["stop_time"].astype(f32),
         d_bias=np.where(take["kind"] == BICYCLE, 0.6 - plan.lane_w[:, None] / 2, 0.0).astype(f32),
     )  # fmt: skip
@@ -186,46 +209,61 @@ def _stream(
     n, k = route.shape
     ar = np.arange(k)
     is_ego = np.zeros((n, k), bool)
+    is_lead = np.zeros((n, k), bool)
     if where in ("in", "ramp"):
         ke = np.clip(plan.ego_slot, 0, k - 1)
         is_ego = ego_stream[:, None] & (ar == ke[:, None])
         is_lead = ego_stream[:, None] & (ar == ke[:, None] - 1)
-    else:
-        is_lead = np.zeros((n, k), bool)
-    for key in ("length", "width"):
-        dr[key] = dr[key].copy()
-    ego_route = roads.ego_route[:, None]
-    route = np.where(is_ego, ego_route, route)
-    dr["length"] = np.where(is_ego, EGO_LENGTH, dr["length"])
-    dr["width"] = np.where(is_ego, EGO_WIDTH, dr["width"])
-    kind = np.where(is_ego | is_lead & (plan.lead_kind[:, None] > 0), CAR, dr["kind"])
-    long = np.where(
-        is_lead & (plan.lead_kind[:, None] > 0), plan.lead_kind[:, None] == 1, dr["long"] & ~is_ego
-    )
-    dr["length"] = np.where(
-        is_lead & (plan.lead_kind[:, None] == 1),
-        10.0 + 2.5 * uu[..., 12],
-        np.where(is_lead & (plan.lead_kind[:, None] > 1), 4.2 + 0.8 * uu[..., 1], dr["length"]),
-    )
-    dr["width"] = np.where(
-        is_lead & (plan.lead_kind[:, None] == 1),
-        2.5,
-        np.where(is_lead & (plan.lead_kind[:, None] > 1), 1.8 + 0.2 * uu[..., 2], dr["width"]),
-    )
-    v0 = np.where(is_ego, plan.ego_v0[:, None], dr["v0"])
-    v0 = np.where(is_lead & (plan.lead_kind[:, None] >= 2), plan.lead_v0[:, None], v0)
-    v0 = np.where(is_lead & (plan.lead_kind[:, None] == 1), np.minimum(v0, 0.85), v0)
-    T = np.where(is_ego, 1.4, dr["T"])
-    a_max = np.where(is_ego, 1.5, dr["a_max"])
-    b = np.where(is_ego, 2.0, dr["b"])
-    s0 = np.where(is_ego, 2.2, dr["s0"])
-    stop_time = np.where(is_lead, plan.lead_stop_time[:, None], np.inf)
-
+    c = _cast(plan, dr, uu, is_ego, is_lead)
+    c["route"] = np.where(is_ego, roads.ego_route[:, None], route)
+    c["is_ego"] = is_ego
     # Speeds wanted at the reference point (a fraction of the allowed speed there).
     s_guess = s_ref + (1 if where == "out" else -1) * 20.0
-    v_des = v0 * _allowed(roads, np.maximum(route, 0), s_guess)
+    v_des = c["v0"] * _allowed(roads, np.maximum(c["route"], 0), s_guess)
     queued = (ar < nq[:, None]) & ~is_ego
-    slack = np.maximum(spacing[:, None] - dr["length"] - s0 - v_des * T, 2.0)
+    gap, c["s"] = _positions(plan, c, s_ref, spacing, uu, v_des, queued, where, ego_stream)
+    c["v"] = _speeds(plan, c, gap, uu, v_des, queued, where, stop_at_ref)
+    route_len = np.take_along_axis(roads.route_len, np.maximum(c["route"], 0), 1)
+    ok = exists[:, None] & (c["route"] >= 0) & (c["s"] > 5.0) & (c["s"] < route_len - 10.0)
+    c["ok"] = ok | is_ego
+    return c
+
+
+def _cast(plan: Plan, dr: dict, uu: np.ndarray, is_ego, is_lead) -> dict[str, np.ndarray]:
+    """The drawn drivers with the ego (its size, a calm driver) and the recipe's lead (a long
+    vehicle, a car, a slow or a stopping one) put in their places."""
+    lead_kind = plan.lead_kind[:, None]
+    kind = np.where(is_ego | is_lead & (lead_kind > 0), CAR, dr["kind"])
+    long = np.where(is_lead & (lead_kind > 0), lead_kind == 1, dr["long"] & ~is_ego)
+    length = np.where(is_ego, EGO_LENGTH, dr["length"])
+    width = np.where(is_ego, EGO_WIDTH, dr["width"])
+    length = np.where(
+        is_lead & (lead_kind == 1),
+        10.0 + 2.5 * uu[..., 12],
+        np.where(is_lead & (lead_kind > 1), 4.2 + 0.8 * uu[..., 1], length),
+    )
+    width = np.where(
+        is_lead & (lead_kind == 1),
+        2.5,
+        np.where(is_lead & (lead_kind > 1), 1.8 + 0.2 * uu[..., 2], width),
+    )
+    v0 = np.where(is_ego, plan.ego_v0[:, None], dr["v0"])
+    v0 = np.where(is_lead & (lead_kind >= 2), plan.lead_v0[:, None], v0)
+    v0 = np.where(is_lead & (lead_kind == 1), np.minimum(v0, 0.85), v0)
+    return dict(kind=kind, long=long, length=length, width=width, v0=v0,
+                T=np.where(is_ego, 1.4, dr["T"]), a_max=np.where(is_ego, 1.5, dr["a_max"]),
+                b=np.where(is_ego, 2.0, dr["b"]), s0=np.where(is_ego, 2.2, dr["s0"]),
+                polite=dr["polite"], lc_thr=dr["lc_thr"], gap_acc=dr["gap_acc"],
+                stop_time=np.where(is_lead, plan.lead_stop_time[:, None], np.inf))  # fmt: skip
+
+
+def _positions(plan: Plan, c: dict, s_ref, spacing, uu, v_des, queued, where, ego_stream):
+    """Each candidate's gap to the one ahead (or to the reference point) [N, K] and its arc
+    length: car-following headways, standing gaps in a queue, the recipe's gap for the ego."""
+    n, k = v_des.shape
+    ar = np.arange(k)
+    length, s0, T = c["length"], c["s0"], c["T"]
+    slack = np.maximum(spacing[:, None] - length - s0 - v_des * T, 2.0)
     free_gap = s0 + v_des * T + slack * -np.log(np.maximum(uu[..., 13], 1e-6))
     if where == "out":
         first = 2.0 + 25.0 * uu[..., 14]
@@ -236,22 +274,23 @@ def _stream(
     gap = np.where(ar == 0, first, free_gap)
     standing = np.where(ar == 0, 0.8 + 1.5 * uu[..., 14], s0 + 0.4 * uu[..., 14])
     gap = np.where(queued, standing, gap)
-    gap = np.where(is_ego, plan.ego_gap[:, None], gap)
-    length = dr["length"]
+    gap = np.where(c["is_ego"], plan.ego_gap[:, None], gap)
     prev_len = np.concatenate([np.zeros((n, 1)), length[:, :-1]], 1)
     x_near = np.cumsum(gap + prev_len, axis=1)  # distance of the near end from the reference
     # Keep the ego within the mapped part of the road: shorten its own gap if it started too far out.
-    x_ego = np.where(is_ego, x_near, 0.0).max(1)
+    x_ego = np.where(c["is_ego"], x_near, 0.0).max(1)
     excess = np.clip(x_ego - EGO_MAX_START, 0.0, np.maximum(plan.ego_gap - 1.5, 0.0))
-    x_near = (
-        x_near
-        - np.where(ar >= np.clip(plan.ego_slot, 0, k - 1)[:, None], excess[:, None], 0.0)
-        * ego_stream[:, None]
-    )
+    behind_ego = ar >= np.clip(plan.ego_slot, 0, k - 1)[:, None]
+    x_near = x_near - np.where(behind_ego, excess[:, None], 0.0) * ego_stream[:, None]
     s = s_ref + x_near + length / 2 if where == "out" else s_ref - x_near - length / 2
+    return gap, s
 
-    # Speeds: wanted speed, capped so that each can still stop behind the one ahead (or at the
-    # reference point: a red light, the end of the acceleration lane).
+
+def _speeds(plan: Plan, c: dict, gap, uu, v_des, queued, where, stop_at_ref) -> np.ndarray:
+    """Speeds [N, K]: the wanted speed, capped so that each can still stop behind the one ahead
+    (or at the reference point: a red light, the end of the acceleration lane)."""
+    n, k = v_des.shape
+    s0, is_ego = c["s0"], c["is_ego"]
     v = np.zeros((n, k))
     for kk in range(k):
         room = np.maximum(gap[:, kk] - s0[:, kk], 0.0)
@@ -268,16 +307,7 @@ def _stream(
         vk = np.where(queued[:, kk], 0.0, vk)
         vk = np.where(is_ego[:, kk], np.minimum(plan.ego_speed, cap_ego), vk)
         v[:, kk] = vk
-    ok = (
-        exists[:, None]
-        & (route >= 0)
-        & (s > 5.0)
-        & (s < np.take_along_axis(roads.route_len, np.maximum(route, 0), 1) - 10.0)
-    )
-    ok = ok | is_ego
-    return dict(ok=ok, route=route, s=s, v=v, length=length, width=dr["width"], kind=kind, long=long,
-                v0=v0, T=T, a_max=a_max, b=b, s0=s0, polite=dr["polite"], lc_thr=dr["lc_thr"],
-                gap_acc=dr["gap_acc"], stop_time=stop_time, is_ego=is_ego)  # fmt: skip
+    return v
 
 
 def _route_point(roads: Roads, route: np.ndarray, s: np.ndarray) -> np.ndarray:
