@@ -39,30 +39,74 @@ class Peds:
 
 
 def place_peds(plan: Plan, roads: Roads, d: Draws) -> Peds:
-    n, p = len(plan), N_PEDS
+    """N_PEDS pedestrians per scenario: crossers (the recipe's focus walkers first) on their
+    crosswalk's path, the others on a sidewalk; one draw of uniforms [N, P, 14]."""
+    p = N_PEDS
     u = d.uniform(shape=(p, 14))
     ar = np.arange(p)
-    gi = np.arange(n)[:, None]
     active = u[..., 0] < np.clip(plan.peds / p, 0.0, 1.0)[:, None]
     focus = ar < plan.ped_focus[:, None]
     active |= focus
+    cw = _crosswalk_choice(plan, roads, u, focus)
+    cross_pts, direction, d_app, lam_c, lam_s = _crossing_paths(plan, roads, u, focus, cw)
+    path = np.where((cw >= 0)[..., None, None], cross_pts, _sidewalk_paths(plan, roads, u))
+    path_len = cumulative_length(path)[..., -1]
+    s_wait = np.where(cw >= 0, d_app + (lam_s - lam_c), np.inf)
+    s_hold = s_wait - np.where(focus, 0.1, 0.1 + 1.4 * u[..., 10])  # waiting walkers stand apart
+    cross_len = 2 * lam_c
+    speed = 1.0 + 0.6 * u[..., 11]
+    # Mid-crossing at the start only where the signal says walk; elsewhere they start on the sidewalk.
+    signalised = np.take_along_axis(roads.cw_group, np.maximum(cw, 0), 1) >= 0
+    walkable0 = walk_allowed(plan, roads, cw, 0.0) & signalised
+    s0 = np.where(walkable0, (s_wait + 0.7 * cross_len) * u[..., 12], s_hold * u[..., 12])
+    s0 = np.where(cw >= 0, s0, 0.0)
+    ft = plan.ped_focus_time[:, None]
+    s_focus = np.where(
+        ft >= 0, s_wait - speed * ft, s_wait + speed * np.minimum(-ft, 0.6 * cross_len / speed)
+    )
+    s0 = np.where(focus & (cw >= 0), np.maximum(s_focus, 0.0), s0)
+    not_before = np.where(focus, ft, -np.inf)
+    f32 = np.float32
+    return Peds(
+        ok=active,
+        path=path,
+        path_len=path_len.astype(f32),
+        s=s0.astype(f32),
+        v=speed.astype(f32),
+        size=(0.5 + 0.2 * u[..., 13]).astype(f32),
+        cw=cw,
+        s_wait=s_wait.astype(f32),
+        s_hold=s_hold.astype(f32),
+        cross_len=cross_len.astype(f32),
+        dir=direction.astype(f32),
+        not_before=not_before.astype(f32),
+    )
 
-    # Crosswalk per pedestrian: the focus crosswalk (the ego's exit arm, or the mid-block one),
-    # otherwise any existing crosswalk; without crosswalks everyone walks along a sidewalk.
+
+def _crosswalk_choice(plan: Plan, roads: Roads, u: np.ndarray, focus: np.ndarray) -> np.ndarray:
+    """Crosswalk slot per pedestrian [N, P], -1 for sidewalk walkers: the focus crosswalk (the
+    ego's exit arm, or the mid-block one), otherwise any existing crosswalk."""
+    gi = np.arange(len(plan))[:, None]
     cw_ok = roads.cw_ok
     exit_arm = np.where(
         plan.kind == 0, 0, np.take_along_axis(roads.arm_out, roads.ego_route[:, None], 1)[:, 0]
     )
     exit_arm = np.clip(exit_arm, 0, 3)
-    w = cw_ok.astype(float)
-    cum = np.cumsum(w, 1)
+    cum = np.cumsum(cw_ok.astype(float), 1)
     pick = np.minimum((u[..., 1:2] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1), 3)
     cw = np.where(focus, exit_arm[:, None], pick)
     # Mid-block crossings see fewer walkers than junctions (and no signal to bunch them).
     p_cross = np.where(plan.kind == 0, 0.25, 0.75)[:, None]
     has_cw = cw_ok[gi, cw] & ((u[..., 2] < p_cross) | focus)
-    cw = np.where(has_cw, cw, -1)
+    return np.where(has_cw, cw, -1)
 
+
+def _crossing_paths(plan: Plan, roads: Roads, u: np.ndarray, focus: np.ndarray, cw: np.ndarray):
+    """Six-vertex paths [N, P, 6, 2] along the sidewalk to the curb, across, and away; the
+    crossing direction, the approach length and the curb / sidewalk offsets from the road's centre."""
+    n, p = cw.shape
+    ar = np.arange(p)
+    gi = np.arange(n)[:, None]
     c = np.maximum(cw, 0)
     tc = roads.cw_tc[gi, c]
     hw = roads.cw_half_road[gi, c]
@@ -91,8 +135,13 @@ def place_peds(plan: Plan, roads: Roads, d: Draws) -> Peds:
         ],
         2,
     )
+    return cross_pts, direction, d_app, lam_c, lam_s
 
-    # Sidewalk walkers: along a random existing arm, either side, towards or away from the junction.
+
+def _sidewalk_paths(plan: Plan, roads: Roads, u: np.ndarray) -> np.ndarray:
+    """Paths [N, P, 6, 2] along a random existing arm, either side, towards or away from the
+    junction, keeping right."""
+    gi = np.arange(len(plan))[:, None]
     arm_w = np.where(plan.arms_on, 1.0, 0.0)
     cum = np.cumsum(arm_w, 1)
     arm = np.minimum((u[..., 6:7] * cum[:, None, -1:] >= cum[:, None, :]).sum(-1), 3)
@@ -111,41 +160,7 @@ def place_peds(plan: Plan, roads: Roads, d: Draws) -> Peds:
     # Six vertices like the crossing paths; the last short steps keep the walking direction
     # defined for someone standing at the end.
     ts = [t0, t0 + 0.5 * (t1 - t0), t1] + [t1 + outward * e for e in (0.01, 0.02, 0.03)]
-    walk_pts = np.stack([np.stack([t * wx - lw * wy, t * wy + lw * wx], -1) for t in ts], 2)
-
-    path = np.where((cw >= 0)[..., None, None], cross_pts, walk_pts)
-    path_len = cumulative_length(path)[..., -1]
-    s_wait = np.where(cw >= 0, d_app + (lam_s - lam_c), np.inf)
-    s_hold = s_wait - np.where(focus, 0.1, 0.1 + 1.4 * u[..., 10])  # waiting walkers stand apart
-    cross_len = 2 * lam_c
-
-    speed = 1.0 + 0.6 * u[..., 11]
-    # Mid-crossing at the start only where the signal says walk; elsewhere they start on the sidewalk.
-    signalised = np.take_along_axis(roads.cw_group, np.maximum(cw, 0), 1) >= 0
-    walkable0 = walk_allowed(plan, roads, cw, 0.0) & signalised
-    s0 = np.where(walkable0, (s_wait + 0.7 * cross_len) * u[..., 12], s_hold * u[..., 12])
-    s0 = np.where(cw >= 0, s0, 0.0)
-    ft = plan.ped_focus_time[:, None]
-    s_focus = np.where(
-        ft >= 0, s_wait - speed * ft, s_wait + speed * np.minimum(-ft, 0.6 * cross_len / speed)
-    )
-    s0 = np.where(focus & (cw >= 0), np.maximum(s_focus, 0.0), s0)
-    not_before = np.where(focus, ft, -np.inf)
-    f32 = np.float32
-    return Peds(
-        ok=active,
-        path=path,
-        path_len=path_len.astype(f32),
-        s=s0.astype(f32),
-        v=speed.astype(f32),
-        size=(0.5 + 0.2 * u[..., 13]).astype(f32),
-        cw=cw,
-        s_wait=s_wait.astype(f32),
-        s_hold=s_hold.astype(f32),
-        cross_len=cross_len.astype(f32),
-        dir=direction.astype(f32),
-        not_before=not_before.astype(f32),
-    )
+    return np.stack([np.stack([t * wx - lw * wy, t * wy + lw * wx], -1) for t in ts], 2)
 
 
 def walk_allowed(
