@@ -37,6 +37,13 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
     ]
     md += ["## The same on the test split (at the best-validation epoch)", ""]
     md.append(tables.paper_table(runs, "test", baselines=baselines))
+    md += ["", "## Every seed (validation plan ADE)", ""]
+    md.append(tables.seed_table(runs, "val", baselines=baselines))
+    md += [
+        "",
+        "* marks a run no better than route following on the same scenarios "
+        "(`gf_jax.baselines`); such a run has not learned to plan beyond the lane geometry.",
+    ]
     every = tables.configurations_table(runs, baselines) if runs else "_none_"
     md += ["", "## Every configuration", "", every, ""]
     if runs:

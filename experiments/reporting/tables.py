@@ -2,6 +2,7 @@
 
 - `paper_table`: the paper's five methods on one split: plan ADE/FDE/AHE mean ± SD (ddof 0), CV
   of ADE, TracIn's paired t-test p and Cohen's d_z against each method (paired by seed);
+- `seed_table`: every seed's plan ADE, marking runs no better than route following;
 - `configurations_table`: every configuration against the uniform run of its own world, with
   the prediction ADE beside the plan's (the neighbours' constant-velocity baseline row);
 - `time_table`: where a run's wall time goes (training, first-epoch extra, evaluation, the rest,
@@ -93,6 +94,39 @@ def paper_table(
         rows.append(row)
     cols = ["method", "seeds", *(LABELS[k] for k in METRICS), "CV (ADE)"]
     cols += [f"p vs {ref}", f"d_z vs {ref}"]
+    return stats.markdown_table(rows, cols)
+
+
+def seed_table(
+    runs: Runs,
+    split: str,
+    methods: Sequence[str] = PAPER_METHODS,
+    baselines: Baselines | None = None,
+    against: str = "route_following",
+) -> str:
+    """Plan ADE of every seed of the paper's methods on `split`; a cell no better than the
+    non-learned `against` baseline is marked with *, and the last column counts the seeds that
+    beat it (a comparison among planners that do not beat it says nothing)."""
+    present = [m for m in methods if m in runs]
+    if not present:
+        return "_no finished runs of the paper's methods yet_\n"
+    seeds = sorted({s for m in present for s in runs[m]})
+    bar = (baselines or {}).get(against, {}).get(split, {}).get("plan_ade")
+    rows = []
+    for m in present:
+        row: dict[str, Any] = {"method": m}
+        for s in seeds:
+            if s in runs[m]:
+                value = metric(runs[m][s], "plan_ade", split)
+                row[f"seed {s}"] = f"{value:.3f}" + (
+                    "*" if bar is not None and value >= bar else ""
+                )
+        if bar is not None:
+            values = [metric(r, "plan_ade", split) for r in runs[m].values()]
+            row[f"beat {baseline_label(against)}"] = f"{sum(v < bar for v in values)}/{len(values)}"
+        rows.append(row)
+    cols = ["method", *(f"seed {s}" for s in seeds)]
+    cols += [f"beat {baseline_label(against)}"] if bar is not None else []
     return stats.markdown_table(rows, cols)
 
 

@@ -85,6 +85,18 @@ def test_paper_table_shows_the_baselines_on_each_split():
     assert test["(route following)"][2] == ""  # no test metrics given: blank, not invented
 
 
+def test_seed_table_marks_runs_no_better_than_route_following():
+    bar = {"route_following": {"val": {"plan_ade": 1.8}}}
+    rows = _rows(tables.seed_table(_runs(), "val", baselines=bar))
+    assert rows["tracin"] == ["tracin", "1.687", "1.680", "1.746", "3/3"]
+    assert rows["uniform"] == ["uniform", "1.917*", "1.593", "1.806*", "1/3"]
+    assert rows["loss"] == ["loss", "1.728", "1.726", "", "2/2"]  # seed 3 not finished: blank
+    assert "random" not in rows  # the paper's methods only
+    # Without the baseline on that split: values only, nothing marked, no count.
+    plain = _rows(tables.seed_table(_runs(), "test", baselines=bar))
+    assert plain["uniform"] == ["uniform", "2.917", "2.593", "2.806"]
+
+
 def test_configurations_table_pairs_with_the_right_baseline():
     rows = _rows(tables.configurations_table(_runs(), BASELINES))
     # columns: configuration, seeds, val, test, val pred, best epoch, delta vs uniform, corrupted
