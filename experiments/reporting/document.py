@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments import summary
 from experiments.layout import Layout
-from experiments.reporting import breakdown, loading, plots, tables
+from experiments.reporting import breakdown, loading, paper, plots, tables
 from experiments.reporting.loading import Runs
 from gf_jax import atomic
 from gf_jax.config import Preset
@@ -41,8 +41,16 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
     md.append(tables.seed_table(runs, "val", baselines=baselines))
     md += [
         "",
-        "* marks a run no better than route following on the same scenarios "
+        "An asterisk marks a run no better than route following on the same scenarios "
         "(`gf_jax.baselines`); such a run has not learned to plan beyond the lane geometry.",
+    ]
+    md += ["", "## Against the paper (validation plan ADE)", ""]
+    md.append(paper.paper_comparison_table(runs))
+    md += [
+        "",
+        "Differences are paired by seed, in % of uniform's mean, with the paired t-test's p; the "
+        "paper's from its released per-seed numbers. The tasks differ (nuPlan and a 10M-parameter "
+        "model there), so compare effects, not ADEs.",
     ]
     every = tables.configurations_table(runs, baselines) if runs else "_none_"
     md += ["", "## Every configuration", "", every, ""]

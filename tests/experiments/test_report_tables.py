@@ -97,6 +97,29 @@ def test_seed_table_marks_runs_no_better_than_route_following():
     assert plain["uniform"] == ["uniform", "2.917", "2.593", "2.806"]
 
 
+def test_paper_comparison_sets_paired_effects_side_by_side():
+    from scipy.stats import ttest_rel
+
+    from experiments.reporting import paper
+
+    runs = _runs()  # our runs carry the paper's own numbers: both halves must agree
+    rows = _rows(paper.paper_comparison_table(runs))
+    u = PAPER["uniform"]
+    for m in ("metadata", "tracin", "hybrid"):
+        effect = f"{100 * (np.mean(PAPER[m]) - np.mean(u)) / np.mean(u):+.1f} %"
+        p = f"{ttest_rel(PAPER[m], u).pvalue:.3g}"
+        assert rows[m][2:4] == [effect, p]
+        assert rows[m][5:7] == [effect, p]
+    assert rows["tracin"][2] == "-3.8 %"
+    assert rows["uniform"][4] == stats.format_mean_sd(u) + " (n=3)"
+    assert rows["uniform"][2] == rows["uniform"][5] == ""  # not compared with itself
+    # Loss has seeds 1 and 2 only: paired over those.
+    loss = PAPER["loss"][:2]
+    effect = 100 * (np.mean(loss) - np.mean(u[:2])) / np.mean(u[:2])
+    assert rows["loss"][5] == f"{effect:+.1f} %"
+    assert rows["loss"][4].endswith("(n=2)")
+
+
 def test_configurations_table_pairs_with_the_right_baseline():
     rows = _rows(tables.configurations_table(_runs(), BASELINES))
     # columns: configuration, seeds, val, test, val pred, best epoch, delta vs uniform, corrupted

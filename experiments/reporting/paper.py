@@ -1,0 +1,60 @@
+"""The paper's own numbers, and the table that sets this sweep's results beside them.
+
+`PAPER_PLAN_ADE`: best-epoch validation plan ADE of the paper's five methods for its seeds 3407,
+42 and 2024, as released with its figures (`../shared/research/paper_recipe.md` §1.6; the paper
+calls uniform sampling "baseline"). `paper_comparison_table` compares relative effects only: the
+paper trains a 10M-parameter model on nuPlan, this sweep a smaller one on the procedural world,
+so absolute ADEs are not comparable, but "method X is k % better than uniform, p = ..." is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from experiments import stats
+from experiments.reporting.loading import Runs
+
+PAPER_PLAN_ADE = {
+    "uniform": (1.9166, 1.5931, 1.8065),
+    "metadata": (1.8317, 1.8026, 1.8307),
+    "tracin": (1.6868, 1.6804, 1.7457),
+    "hybrid": (1.7716, 1.8478, 1.6795),
+    "loss": (1.7275, 1.7256, 2.5550),
+}
+
+
+def _versus(a: Sequence[float], b: Sequence[float]) -> tuple[str, str]:
+    """(mean paired difference of a - b as % of b's mean, paired p) cells."""
+    if len(a) < 2:
+        return "", ""
+    t = stats.paired_test(a, b)
+    return f"{100 * t['mean_diff'] / np.mean(b):+.1f} %", f"{t['p']:.3g}"
+
+
+def comparison_row(runs: Runs, method: str) -> dict[str, Any]:
+    paper = PAPER_PLAN_ADE[method]
+    row: dict[str, Any] = {"method": method, "paper plan ADE (n=3)": stats.format_mean_sd(paper)}
+    if method != "uniform":
+        row["paper vs uniform"], row["paper p"] = _versus(paper, PAPER_PLAN_ADE["uniform"])
+    ours = runs.get(method, {})
+    if ours:
+        values = [float(ours[s]["plan_ade"]) for s in sorted(ours)]
+        row["ours plan ADE"] = f"{stats.format_mean_sd(values)} (n={len(values)})"
+    common = sorted(set(ours) & set(runs.get("uniform", {})))
+    if method != "uniform" and common:
+        a = [float(ours[s]["plan_ade"]) for s in common]
+        b = [float(runs["uniform"][s]["plan_ade"]) for s in common]
+        row["ours vs uniform"], row["ours p"] = _versus(a, b)
+    return row
+
+
+def paper_comparison_table(runs: Runs) -> str:
+    """Each of the paper's methods: its mean ± SD (ddof 0), the paired difference from uniform
+    in % of uniform's mean and its p, in the paper and in this sweep (paired by seed)."""
+    rows = [comparison_row(runs, m) for m in PAPER_PLAN_ADE]
+    cols = ["method", "paper plan ADE (n=3)", "paper vs uniform", "paper p"]
+    cols += ["ours plan ADE", "ours vs uniform", "ours p"]
+    return stats.markdown_table(rows, cols)
