@@ -44,6 +44,13 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
         "An asterisk marks a run no better than route following on the same scenarios "
         "(`gf_jax.baselines`); such a run has not learned to plan beyond the lane geometry.",
     ]
+    if "route_following" in baselines:
+        escape, rho = tables.escape_table(runs, baselines)
+        md += ["", "## When each run left the plateau", "", escape, ""]
+        md.append(
+            "The first epoch whose validation plan ADE is below route following's (- never). "
+            f"Spearman rho between that epoch and the run's best plan ADE: {rho:+.2f}."
+        )
     md += ["", "## Against the paper (validation plan ADE)", ""]
     md.append(paper.paper_comparison_table(runs))
     md += [

@@ -3,6 +3,7 @@
 - `paper_table`: the paper's five methods on one split: plan ADE/FDE/AHE mean ± SD (ddof 0), CV
   of ADE, TracIn's paired t-test p and Cohen's d_z against each method (paired by seed);
 - `seed_table`: every seed's plan ADE, marking runs no better than route following;
+- `escape_table`: the epoch each run first planned better than route following;
 - `configurations_table`: every configuration against the uniform run of its own world, with
   the prediction ADE beside the plan's (the neighbours' constant-velocity baseline row);
 - `time_table`: where a run's wall time goes (training, first-epoch extra, evaluation, the rest,
@@ -128,6 +129,44 @@ def seed_table(
     cols = ["method", *(f"seed {s}" for s in seeds)]
     cols += [f"beat {baseline_label(against)}"] if bar is not None else []
     return stats.markdown_table(rows, cols)
+
+
+def first_epoch_below(result: dict, bar: float) -> int | None:
+    """The first epoch (1-based) whose validation plan ADE is below `bar`; None if none is."""
+    for record in result.get("history", []):
+        if record.get("val_plan_ade", np.inf) < bar:
+            return int(record["epoch"])
+    return None
+
+
+def escape_table(
+    runs: Runs,
+    baselines: Baselines,
+    methods: Sequence[str] = PAPER_METHODS,
+    against: str = "route_following",
+) -> tuple[str, float]:
+    """The epoch at which each run of the paper's methods first planned better than the `against`
+    baseline on validation (when it left the loss plateau; "-" never), and Spearman's rho between
+    that epoch and the run's best plan ADE over every run that got there (NaN under 3 runs)."""
+    bar = baselines.get(against, {}).get("val", {}).get("plan_ade")
+    present = [m for m in methods if m in runs]
+    if bar is None or not present:
+        return "_no baseline or no runs_\n", float("nan")
+    seeds = sorted({s for m in present for s in runs[m]})
+    rows, pairs = [], []
+    for m in present:
+        row: dict[str, Any] = {"method": m}
+        for s, result in sorted(runs[m].items()):
+            epoch = first_epoch_below(result, bar)
+            row[f"seed {s}"] = "-" if epoch is None else str(epoch)
+            if epoch is not None:
+                pairs.append((epoch, float(result["plan_ade"])))
+        rows.append(row)
+    rho = float("nan")
+    if len(pairs) >= 3:
+        epochs, ades = np.array(pairs).T
+        rho = float(stats.spearman(epochs, ades))
+    return stats.markdown_table(rows, ["method", *(f"seed {s}" for s in seeds)]), rho
 
 
 # ----------------------------------------------------------------------------- configurations

@@ -97,6 +97,27 @@ def test_seed_table_marks_runs_no_better_than_route_following():
     assert plain["uniform"] == ["uniform", "2.917", "2.593", "2.806"]
 
 
+def test_escape_table_finds_the_first_epoch_below_route_following():
+    runs = _runs()
+    curves = {1: [3.0, 2.0, 1.7], 2: [3.0, 2.5, 2.1], 3: [1.5, 1.4, 1.3]}
+    for s, ades in curves.items():  # uniform's seeds: below 2.25 at epochs 2, 3 and 1
+        runs["uniform"][s]["history"] = [
+            {"epoch": e, "val_plan_ade": a} for e, a in enumerate(ades, 1)
+        ]
+        runs["uniform"][s]["plan_ade"] = min(ades)
+    runs["tracin"][1]["history"] = [{"epoch": 1, "val_plan_ade": 9.0}]  # never below
+    table, rho = tables.escape_table(runs, BASELINES)
+    rows = _rows(table)
+    assert rows["uniform"][1:4] == ["2", "3", "1"]
+    assert rows["tracin"][1] == "-"
+    assert rows["metadata"][1] == "-"  # no history at all
+    # Over the three runs that got there: epochs (2, 3, 1) against best ADEs (1.7, 2.1, 1.3).
+    assert rho == pytest.approx(1.0)
+    assert tables.first_epoch_below({"history": []}, 2.0) is None
+    table, rho = tables.escape_table(runs, {})  # no baseline: nothing to compare with
+    assert np.isnan(rho) and "no baseline" in table
+
+
 def test_paper_comparison_sets_paired_effects_side_by_side():
     from scipy.stats import ttest_rel
 
