@@ -139,13 +139,85 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     g = len(plan)
     u, n, hw = _arm_frames(plan)
     r = _stop_distance(plan, hw)
+    parts, table, att, ctrl = _junction_routes(plan, t, u, n, r)
+    nr = len(t.routes)
+    idx = {(ra, ri, rm): k for k, (ra, ri, rm, _, _) in enumerate(t.routes)}
+    lc_tgt, lc_same = _lane_change_targets(t, idx)
+    lc_off = np.zeros((g, nr + int(t.ramp), 2))
+    lc_sep = np.broadcast_to(plan.lane_w[:, None, None], (g, nr + int(t.ramp), 2)).copy()
+    extra = {}
+    if t.ramp:
+        ramp_parts, extra = _ramp_route(plan, t)
+        parts = [np.concatenate([x, y[:, None]], 1) for x, y in zip(parts, ramp_parts, strict=True)]
+        table = np.concatenate([table, extra["ramp_table"][:, None]], 1)
+        lc_tgt[nr, 0] = idx[(0, t.lanes[0] - 1, STRAIGHT_ON)]  # onto the main road's outer lane
+        lc_same[nr, 0] = True
+        lc_off[:, nr, 0] = extra["ramp_offset"]
+        att = _with_ramp(plan, att, extra)
+    p_start, l1, p0_, p1_, p2_, p3_, d_out = parts
+    R = l1.shape[1]
+    d_in = (p0_ - p_start) / l1[..., None]
+    conn_xy, conn_h, conn_len = _connector_table(table, p0_, p1_, p2_, p3_)
+    s_exit_geo = l1 + conn_len
+    h_in = np.arctan2(d_in[..., 1], d_in[..., 0])
+    h_out = np.arctan2(d_out[..., 1], d_out[..., 0])
+    speed_in, speed_out = att.pop("speed_in"), att.pop("speed_out")
+    lim_in, lim_out, conn_e = _speeds(
+        plan, speed_in, speed_out, h_in, h_out, conn_h, l1, s_exit_geo
+    )
+    geo = dict(p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
+               conn_xy=conn_xy, conn_h=conn_h, lim_in=lim_in, lim_out=lim_out, conn_e=conn_e,
+               s_exit_geo=s_exit_geo)  # fmt: skip
+
+    # Connector samples: conflicts between routes and crosswalk crossings.
+    s_stop, s_exit = att["s_stop"], att["s_exit"]
+    ramp_lo = extra["ramp_conn_lo"][:, None] if t.ramp else 0.0
+    lo = np.where(np.isfinite(s_stop), s_stop - 4.0, ramp_lo)
+    hi = np.where(np.isfinite(s_exit), s_exit + 4.0, lo + 1.0)
+    cs_s = lo[..., None] + (hi - lo)[..., None] * np.linspace(0, 1, CONN_SAMPLES)
+    gi3 = np.arange(g)[:, None, None]
+    ri3 = np.arange(R)[None, :, None]
+    cs_xy, _ = pose(geo, gi3, ri3, cs_s)
+    pair = conflicts.route_pairs(
+        t, plan, cs_s, cs_xy, s_stop, s_exit, lambda rr, ss: pose(geo, gi3, rr, ss)[0]
+    )
+    cw = road_map.crosswalks(plan, t, u, n, hw, r)
+    cw_s, cw_u = _crosswalk_crossings(cs_s, cs_xy, cw, u, n)
+    in_route, out_route = _stream_routes(t)
+    maps = road_map.map_pieces(
+        plan, t, u, n, r, conn_route_ctrl=ctrl, group=att["group"], extra=extra
+    )
+    ego_route = road_map.ego_route(plan, t, idx)
+    ego_rbs = road_map.ego_roadblocks(plan, t, ego_route, r)
+
+    return dict(
+        geo, conn_xy=conn_xy.astype(np.float32), conn_h=conn_h.astype(np.float32),
+        conn_e=conn_e.astype(np.float32), route_len=att["route_len"], move=att["move"],
+        arm_out=att["arm_out"], s_stop=s_stop, s_exit=s_exit, group=att["group"],
+        s_dead=att["s_dead"], lc_tgt=np.broadcast_to(lc_tgt, (g, R, 2)), lc_off=lc_off,
+        lc_same=np.broadcast_to(lc_same, (g, R, 2)), lc_sep=lc_sep,
+        lc_lo=np.broadcast_to(att["lc_lo"], (g, R)), lc_hi=np.broadcast_to(att["lc_hi"], (g, R)),
+        cw_s=cw_s, cw_u=cw_u, pair=pair, in_route=np.broadcast_to(in_route, (g, 4, 3, 3)),
+        out_route=np.broadcast_to(out_route, (g, 4, 3)), ramp_route=np.full(g, nr if t.ramp else -1),
+        cw_ok=cw["ok"], cw_ring=cw["ring"], cw_tc=cw["tc"], cw_half_road=cw["half_road"],
+        cw_phi=plan.phi.copy(), cw_band=np.broadcast_to(plan.cw_w[:, None], (g, 4)),
+        cw_group=np.where(plan.signalised[:, None], np.arange(4) % 2, -1), map_xy=maps["xy"],
+        map_ok=maps["ok"], map_rb=maps["rb"], map_group=maps["group"], ego_rbs=ego_rbs,
+        ego_route=ego_route,
+    )  # fmt: skip
+
+
+def _junction_routes(plan: Plan, t: Template, u, n, r):
+    """Every junction route of the template (inbound lane, Bezier connector, outbound lane): its
+    geometry parts (far end, approach length, connector controls p0-p3, exit direction), the
+    connector's arc-length table, its attributes [G, R] (stop line, exit, length, signal group,
+    lane-change range, speed limits, movement) and the connectors' controls for the map."""
+    g = len(plan)
     w, med = plan.lane_w, plan.median
     rt = np.array(t.routes, dtype=int).reshape(-1, 5)
     a, i, m, b, j = rt.T
     nr = len(rt)
     gi = np.arange(g)[:, None]
-
-    # --- junction routes: inbound lane, Bezier connector, outbound lane -------------------------
     o_in = med[:, None] + (i + 0.5) * w[:, None]  # [G, R]
     o_out = -(med[:, None] + (j + 0.5) * w[:, None])
     ua, na, ub, nb = u[:, a], n[:, a], u[:, b], n[:, b]  # [G, R, 2]
@@ -159,96 +231,29 @@ def _build_group(plan: Plan, t: Template) -> dict[str, np.ndarray]:
     s_stop = ARM_LENGTH - r[gi, a]
     s_exit = s_stop + conn_len
     route_len = s_exit + ARM_LENGTH - r[gi, b]
-    group = np.where(plan.signalised[:, None], np.broadcast_to(a % 2, (g, nr)), -1)
-    s_dead = np.full((g, nr), np.inf)
     junction = t.kind in (CROSS, TEE)
-    lc_lo = np.zeros((g, nr))
-    lc_hi = (s_stop - 30.0) if junction else (route_len - 30.0)
-    speed_in = plan.speed_limit[gi, a]
-    speed_out = plan.speed_limit[gi, b]
-    move, arm_out = np.broadcast_to(m, (g, nr)), np.broadcast_to(b, (g, nr))
-
-    idx = {(ra, ri, rm): k for k, (ra, ri, rm, _, _) in enumerate(t.routes)}
-    lc_tgt, lc_same = _lane_change_targets(t, idx)
-    lc_off = np.zeros((g, nr + int(t.ramp), 2))
-    lc_sep = np.broadcast_to(w[:, None, None], (g, nr + int(t.ramp), 2)).copy()
-
-    extra = {}
-    if t.ramp:
-        ramp_parts, extra = _ramp_route(plan, t)
-        parts = [np.concatenate([x, y[:, None]], 1) for x, y in zip(parts, ramp_parts, strict=True)]
-        table = np.concatenate([table, extra["ramp_table"][:, None]], 1)
-        rr = nr
-        main = idx[(0, t.lanes[0] - 1, STRAIGHT_ON)]
-        lc_tgt[rr, 0] = main
-        lc_same[rr, 0] = True
-        lc_off[:, rr, 0] = extra["ramp_offset"]
-        s_stop = np.concatenate([s_stop, np.full((g, 1), np.inf)], 1)
-        s_exit = np.concatenate([s_exit, np.full((g, 1), np.inf)], 1)
-        route_len = np.concatenate([route_len, extra["ramp_len"][:, None]], 1)
-        group = np.concatenate([group, -np.ones((g, 1), int)], 1)
-        s_dead = np.concatenate([s_dead, extra["ramp_dead"][:, None]], 1)
-        lc_lo = np.concatenate([lc_lo, extra["ramp_lc_lo"][:, None]], 1)
-        lc_hi = np.concatenate([lc_hi, extra["ramp_dead"][:, None] - 8.0], 1)
-        speed_in = np.concatenate([speed_in, plan.speed_limit[:, :1]], 1)
-        speed_out = np.concatenate([speed_out, plan.speed_limit[:, :1]], 1)
-        move = np.concatenate([move, np.full((g, 1), STRAIGHT_ON)], 1)
-        arm_out = np.concatenate([arm_out, np.full((g, 1), 2)], 1)
-    p_start, l1, p0_, p1_, p2_, p3_, d_out = parts
-    R = l1.shape[1]
-    d_in = (p0_ - p_start) / l1[..., None]
-    conn_xy, conn_h, conn_len = _connector_table(table, p0_, p1_, p2_, p3_)
-    s_exit_geo = l1 + conn_len
-    h_in = np.arctan2(d_in[..., 1], d_in[..., 0])
-    h_out = np.arctan2(d_out[..., 1], d_out[..., 0])
-
-    lim_in, lim_out, conn_e = _speeds(
-        plan, speed_in, speed_out, h_in, h_out, conn_h, l1, s_exit_geo
-    )
-    geo = dict(p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
-               conn_xy=conn_xy, conn_h=conn_h, lim_in=lim_in, lim_out=lim_out, conn_e=conn_e,
-               s_exit_geo=s_exit_geo)  # fmt: skip
-
-    # Connector samples: conflicts between routes and crosswalk crossings.
-    ramp_lo = extra["ramp_conn_lo"][:, None] if t.ramp else 0.0
-    lo = np.where(np.isfinite(s_stop), s_stop - 4.0, ramp_lo)
-    hi = np.where(np.isfinite(s_exit), s_exit + 4.0, lo + 1.0)
-    cs_s = lo[..., None] + (hi - lo)[..., None] * np.linspace(0, 1, CONN_SAMPLES)
-    gi3 = np.arange(g)[:, None, None]
-    ri3 = np.arange(R)[None, :, None]
-    cs_xy, _ = pose(geo, gi3, ri3, cs_s)
-    pair = conflicts.route_pairs(
-        t, plan, cs_s, cs_xy, s_stop, s_exit, lambda rr, ss: pose(geo, gi3, rr, ss)[0]
-    )
-
-    # Crosswalks.
-    cw = road_map.crosswalks(plan, t, u, n, hw, r)
-    cw_s, cw_u = _crosswalk_crossings(cs_s, cs_xy, cw, u, n)
-
-    in_route, out_route = _stream_routes(t)
-
-    maps = road_map.map_pieces(
-        plan, t, u, n, r, conn_route_ctrl=(p0, p1, p2, p3), group=group, extra=extra
-    )
-    ego_route = road_map.ego_route(plan, t, idx)
-    ego_rbs = road_map.ego_roadblocks(plan, t, ego_route, r)
-
-    return dict(
-        p_start=p_start, d_in=d_in, h_in=h_in, l1=l1, p3=p3_, d_out=d_out, h_out=h_out,
-        conn_xy=conn_xy.astype(np.float32), conn_h=conn_h.astype(np.float32), lim_in=lim_in,
-        lim_out=lim_out, conn_e=conn_e.astype(np.float32), s_exit_geo=s_exit_geo,
-        route_len=route_len, move=move, arm_out=arm_out, s_stop=s_stop, s_exit=s_exit,
-        group=group, s_dead=s_dead, lc_tgt=np.broadcast_to(lc_tgt, (g, R, 2)), lc_off=lc_off,
-        lc_same=np.broadcast_to(lc_same, (g, R, 2)), lc_sep=lc_sep,
-        lc_lo=np.broadcast_to(lc_lo, (g, R)), lc_hi=np.broadcast_to(lc_hi, (g, R)), cw_s=cw_s,
-        cw_u=cw_u, pair=pair, in_route=np.broadcast_to(in_route, (g, 4, 3, 3)),
-        out_route=np.broadcast_to(out_route, (g, 4, 3)), ramp_route=np.full(g, nr if t.ramp else -1),
-        cw_ok=cw["ok"], cw_ring=cw["ring"], cw_tc=cw["tc"], cw_half_road=cw["half_road"],
-        cw_phi=plan.phi.copy(), cw_band=np.broadcast_to(plan.cw_w[:, None], (g, 4)),
-        cw_group=np.where(plan.signalised[:, None], np.arange(4) % 2, -1), map_xy=maps["xy"],
-        map_ok=maps["ok"], map_rb=maps["rb"], map_group=maps["group"], ego_rbs=ego_rbs,
-        ego_route=ego_route,
+    att = dict(
+        s_stop=s_stop, s_exit=s_exit, route_len=route_len,
+        group=np.where(plan.signalised[:, None], np.broadcast_to(a % 2, (g, nr)), -1),
+        s_dead=np.full((g, nr), np.inf), lc_lo=np.zeros((g, nr)),
+        lc_hi=(s_stop - 30.0) if junction else (route_len - 30.0),
+        speed_in=plan.speed_limit[gi, a], speed_out=plan.speed_limit[gi, b],
+        move=np.broadcast_to(m, (g, nr)), arm_out=np.broadcast_to(b, (g, nr)),
     )  # fmt: skip
+    return parts, table, att, (p0, p1, p2, p3)
+
+
+def _with_ramp(plan: Plan, att: dict[str, np.ndarray], extra: dict) -> dict[str, np.ndarray]:
+    """The route attributes with the on-ramp's column appended (no stop line, no junction exit,
+    a dead end where the acceleration lane ends, eastbound at the main road's limit)."""
+    g = len(plan)
+    ramp = dict(
+        s_stop=np.full(g, np.inf), s_exit=np.full(g, np.inf), route_len=extra["ramp_len"],
+        group=-np.ones(g, int), s_dead=extra["ramp_dead"], lc_lo=extra["ramp_lc_lo"],
+        lc_hi=extra["ramp_dead"] - 8.0, speed_in=plan.speed_limit[:, 0],
+        speed_out=plan.speed_limit[:, 0], move=np.full(g, STRAIGHT_ON), arm_out=np.full(g, 2),
+    )  # fmt: skip
+    return {key: np.concatenate([att[key], ramp[key][:, None]], 1) for key in att}
 
 
 def _lane_change_targets(t: Template, idx: dict) -> tuple[np.ndarray, np.ndarray]:
