@@ -4,6 +4,8 @@
 - `paired_test`: two-sided paired t-test over seeds (`scipy.stats.ttest_rel`) and Cohen's
   d_z = mean(a - b) / SD(a - b, ddof=1). Both are signed as a - b: for plan ADE (lower is better)
   a negative t and d_z mean `a` beat `b`. The paper quotes |d_z| (TracIn vs Metadata: 3.88).
+- `paired_power`, `seeds_needed`: the power of that test, and the seeds it needs to detect an
+  effect (noncentral t).
 - `spearman`, `spearman_matrix`, `auroc`: rank statistics between scores, delegated to
   `valuation.scores` so that the report and the score files agree to the bit.
 - `format_mean_sd`, `markdown_table`: the text REPORT.md is made of.
@@ -72,6 +74,45 @@ def paired_test(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
         "p": float(res.pvalue),
         "dz": mean_diff / float(d.std(ddof=1)),
     }
+
+
+def paired_power(n: int, effect_over_sd: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test with n pairs against a true mean difference of
+    `effect_over_sd` SDs of the differences (the noncentral t distribution, exact)."""
+    if n < 2:
+        raise ValueError(f"paired_power needs at least 2 pairs, got {n}")
+    df = n - 1
+    crit = scipy.stats.t.ppf(1 - alpha / 2, df)
+    nc = abs(effect_over_sd) * math.sqrt(n)
+    return float(scipy.stats.nct.sf(crit, df, nc) + scipy.stats.nct.cdf(-crit, df, nc))
+
+
+def seeds_needed(
+    effect_over_sd: float, power: float = 0.8, alpha: float = 0.05, max_n: int = 1_000_000
+) -> int:
+    """The fewest pairs (seeds) at which the paired t-test reaches `power` against a true mean
+    difference of `effect_over_sd` SDs of the differences; max_n + 1 if even max_n does not."""
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power}")
+    if effect_over_sd == 0 or not math.isfinite(effect_over_sd):
+        return max_n + 1 if effect_over_sd == 0 else 2
+    # The normal approximation is a lower bound to start from; the t test needs a few more.
+    z = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(power)
+    lo = max(2, math.floor((z / abs(effect_over_sd)) ** 2))
+    if lo > max_n:
+        return max_n + 1
+    hi = lo
+    while paired_power(hi, effect_over_sd, alpha) < power:
+        if hi > max_n:
+            return max_n + 1
+        hi = min(2 * hi, max_n + 1)
+    while lo < hi:  # the smallest n in [lo, hi] with enough power (power grows with n)
+        mid = (lo + hi) // 2
+        if paired_power(mid, effect_over_sd, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
 
 
 def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:

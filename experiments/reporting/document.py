@@ -57,7 +57,9 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
         "",
         "Differences are paired by seed, in % of uniform's mean, with the paired t-test's p; the "
         "paper's from its released per-seed numbers. The tasks differ (nuPlan and a 10M-parameter "
-        "model there), so compare effects, not ADEs.",
+        "model there), so compare effects, not ADEs. Seeds for the paper's effect: how many "
+        "seeds a paired t-test (alpha 0.05, power 0.8) would need here to detect the paper's "
+        "relative difference from uniform, at this sweep's spread of the paired differences.",
     ]
     every = tables.configurations_table(runs, baselines) if runs else "_none_"
     md += ["", "## Every configuration", "", every, ""]

@@ -17,6 +17,8 @@ import numpy as np
 from experiments import stats
 from experiments.reporting.loading import Runs
 
+SEEDS = "seeds for the paper's effect"
+
 PAPER_PLAN_ADE = {
     "uniform": (1.9166, 1.5931, 1.8065),
     "metadata": (1.8317, 1.8026, 1.8307),
@@ -48,13 +50,28 @@ def comparison_row(runs: Runs, method: str) -> dict[str, Any]:
         a = [float(ours[s]["plan_ade"]) for s in common]
         b = [float(runs["uniform"][s]["plan_ade"]) for s in common]
         row["ours vs uniform"], row["ours p"] = _versus(a, b)
+        if len(common) >= 2:
+            row[SEEDS] = str(_seeds_for_papers_effect(method, a, b))
     return row
+
+
+def _seeds_for_papers_effect(method: str, a: list[float], b: list[float]) -> int:
+    """Seeds our paired test would need for 80 % power against the paper's relative effect of
+    `method` vs uniform, at our seed-to-seed spread of the paired differences."""
+    paper = PAPER_PLAN_ADE[method]
+    uniform = PAPER_PLAN_ADE["uniform"]
+    relative = (np.mean(paper) - np.mean(uniform)) / np.mean(uniform)
+    sd = float(np.std(np.subtract(a, b), ddof=1))
+    if sd == 0:
+        return 2
+    return stats.seeds_needed(relative * np.mean(b) / sd)
 
 
 def paper_comparison_table(runs: Runs) -> str:
     """Each of the paper's methods: its mean ± SD (ddof 0), the paired difference from uniform
-    in % of uniform's mean and its p, in the paper and in this sweep (paired by seed)."""
+    in % of uniform's mean and its p, in the paper and in this sweep (paired by seed), and how
+    many seeds this sweep would need to detect the paper's effect with 80 % power."""
     rows = [comparison_row(runs, m) for m in PAPER_PLAN_ADE]
     cols = ["method", "paper plan ADE (n=3)", "paper vs uniform", "paper p"]
-    cols += ["ours plan ADE", "ours vs uniform", "ours p"]
+    cols += ["ours plan ADE", "ours vs uniform", "ours p", SEEDS]
     return stats.markdown_table(rows, cols)

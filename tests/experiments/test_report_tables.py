@@ -139,6 +139,11 @@ def test_paper_comparison_sets_paired_effects_side_by_side():
     effect = 100 * (np.mean(loss) - np.mean(u[:2])) / np.mean(u[:2])
     assert rows["loss"][5] == f"{effect:+.1f} %"
     assert rows["loss"][4].endswith("(n=2)")
+    # Our runs are the paper's, so the seeds needed are those for the paper's own d_z.
+    for m in ("metadata", "tracin", "hybrid"):
+        dz = stats.paired_test(PAPER[m], u)["dz"]
+        assert rows[m][7] == str(stats.seeds_needed(dz))
+    assert rows["tracin"][7] == "45"  # d_z = -0.0678 / 0.1587 = -0.427 (by hand)
 
 
 def test_configurations_table_pairs_with_the_right_baseline():

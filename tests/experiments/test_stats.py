@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 from paper_numbers import PAPER_ADE
 
 from experiments import stats
@@ -102,3 +103,29 @@ def test_format_and_markdown_table():
         "| tracin | 1.704 | a\\|b |",
         "| uniform |  |  |",
     ]
+
+
+def test_paired_power_matches_a_monte_carlo_t_test():
+    rng = np.random.default_rng(0)
+    n, effect, trials = 9, 0.8, 20000
+    d = rng.normal(effect, 1.0, size=(trials, n))  # paired differences, SD 1
+    t = d.mean(1) / (d.std(1, ddof=1) / np.sqrt(n))
+    crit = scipy.stats.t.ppf(0.975, n - 1)
+    simulated = np.mean(np.abs(t) > crit)
+    assert stats.paired_power(n, effect) == pytest.approx(simulated, abs=4 * 0.0035)
+    assert stats.paired_power(n, -effect) == stats.paired_power(n, effect)  # two-sided
+
+
+@pytest.mark.parametrize("effect, n", [(1.0, 10), (0.8, 15), (0.5, 34), (0.2, 199)])
+def test_seeds_needed_matches_published_sample_sizes(effect, n):
+    # Paired t-test, alpha 0.05 two-sided, power 0.8 (the values G*Power and Cohen's tables give).
+    assert stats.seeds_needed(effect) == n
+    assert stats.paired_power(n, effect) >= 0.8 > stats.paired_power(n - 1, effect)
+
+
+def test_seeds_needed_edge_cases():
+    assert stats.seeds_needed(0.0, max_n=50) == 51  # no effect: never
+    assert stats.seeds_needed(0.001, max_n=1000) == 1001
+    assert stats.seeds_needed(50.0) == 2
+    with pytest.raises(ValueError, match="power"):
+        stats.seeds_needed(0.5, power=1.0)
