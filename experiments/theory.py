@@ -72,8 +72,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-gram-gb",
         type=options.positive_float,
-        default=4.0,
-        help="memory cap of (a)'s gradients",
+        default=None,
+        help="memory cap of (a)'s gradients (default: half of the available memory)",
     )
     p.add_argument(
         "--sim-sizes",

@@ -32,7 +32,8 @@ class TheoryConfig:
       select: the hard selection's fraction (top of TracIn) in (a) and (c).
       chunk_size: examples per per-example-gradient call in (a).
       max_examples: measure (a) on a random training subset of this size; None: all.
-      max_gram_gb: refuse (a) when the per-example gradients would need more memory.
+      max_gram_gb: refuse (a) when the per-example gradients would need more memory
+        (the command line's default: half of the memory available, `default_gram_gb`).
       sim_sizes: the N of the (b) simulation.
       sim_trials: simulated repeats (independent draws) per N in (b).
       sim_noise: noise levels of the informative score in the (b) simulation.
@@ -53,6 +54,26 @@ class TheoryConfig:
     sim_sizes: tuple[int, ...] = (50, 200, 1000, 5000)
     sim_trials: int = 200
     sim_noise: tuple[float, ...] = (0.0, 1.0)
+
+
+def available_memory_gb(meminfo: str | Path = "/proc/meminfo") -> float | None:
+    """The memory the system could give a new process now (Linux `MemAvailable`, GB); None when
+    the file is missing or does not say."""
+    try:
+        text = Path(meminfo).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) / 1e6  # kB
+    return None
+
+
+def default_gram_gb(meminfo: str | Path = "/proc/meminfo") -> float:
+    """(a)'s memory cap when none is given: half of the available memory (the rest is the model,
+    the data and the batches), 4 GB where the system does not say."""
+    available = available_memory_gb(meminfo)
+    return 4.0 if available is None else max(1.0, round(available / 2, 1))
 
 
 def auto_epochs(available: Sequence[int], count: int = 4) -> tuple[int, ...]:
@@ -111,7 +132,7 @@ def from_args(args: argparse.Namespace) -> TheoryConfig:
         select=args.select,
         chunk_size=args.chunk,
         max_examples=args.max_examples,
-        max_gram_gb=args.max_gram_gb,
+        max_gram_gb=args.max_gram_gb or default_gram_gb(),
         sim_sizes=parse_ints(args.sim_sizes),
         sim_trials=args.sim_trials,
     )

@@ -188,3 +188,15 @@ def test_the_reference_is_the_layouts_for_the_data(tmp_path):
 def test_script_without_a_reference_fails_clearly(tmp_path, capsys):
     assert theory.main(["--workdir", str(tmp_path)]) == 1
     assert "no reference run there" in capsys.readouterr().err
+
+
+def test_gram_cap_defaults_to_half_the_available_memory(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   21000000 kB\n")
+    assert config.available_memory_gb(meminfo) == 21.0
+    assert config.default_gram_gb(meminfo) == 10.5
+    meminfo.write_text("MemAvailable:   1000000 kB\n")  # a small machine: at least 1 GB
+    assert config.default_gram_gb(meminfo) == 1.0
+    meminfo.write_text("MemTotal:       24000000 kB\n")  # no MemAvailable line
+    assert config.available_memory_gb(meminfo) is None
+    assert config.default_gram_gb(tmp_path / "missing") == 4.0
