@@ -94,7 +94,9 @@ def seeds_needed(
     difference of `effect_over_sd` SDs of the differences; max_n + 1 if even max_n does not."""
     if not 0 < power < 1:
         raise ValueError(f"power must be in (0, 1), got {power}")
-    if effect_over_sd == 0 or not math.isfinite(effect_over_sd):
+    if math.isnan(effect_over_sd):
+        raise ValueError("seeds_needed needs an effect size, got nan")
+    if effect_over_sd == 0 or math.isinf(effect_over_sd):
         return max_n + 1 if effect_over_sd == 0 else 2
     # The normal approximation is a lower bound to start from; the t test needs a few more.
     z = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(power)

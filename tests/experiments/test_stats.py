@@ -129,3 +129,6 @@ def test_seeds_needed_edge_cases():
     assert stats.seeds_needed(50.0) == 2
     with pytest.raises(ValueError, match="power"):
         stats.seeds_needed(0.5, power=1.0)
+    with pytest.raises(ValueError, match="nan"):
+        stats.seeds_needed(math.nan)
+    assert stats.seeds_needed(math.inf) == 2
