@@ -81,6 +81,8 @@ def paired_power(n: int, effect_over_sd: float, alpha: float = 0.05) -> float:
     `effect_over_sd` SDs of the differences (the noncentral t distribution, exact)."""
     if n < 2:
         raise ValueError(f"paired_power needs at least 2 pairs, got {n}")
+    if not math.isfinite(effect_over_sd):
+        raise ValueError(f"paired_power needs a finite effect size, got {effect_over_sd}")
     df = n - 1
     crit = scipy.stats.t.ppf(1 - alpha / 2, df)
     nc = abs(effect_over_sd) * math.sqrt(n)

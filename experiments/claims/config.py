@@ -50,30 +50,35 @@ class TheoryConfig:
     select: float = 0.2
     chunk_size: int = 32
     max_examples: int | None = None
-    max_gram_gb: float = 4.0
+    max_gram_gb: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_gram_gb is None:  # resolved here, so that theory.json records the cap used
+            object.__setattr__(self, "max_gram_gb", default_gram_gb())
+
     sim_sizes: tuple[int, ...] = (50, 200, 1000, 5000)
     sim_trials: int = 200
     sim_noise: tuple[float, ...] = (0.0, 1.0)
 
 
 def available_memory_gb(meminfo: str | Path = "/proc/meminfo") -> float | None:
-    """The memory the system could give a new process now (Linux `MemAvailable`, GB); None when
-    the file is missing or does not say."""
+    """The memory the system could give a new process now (Linux `MemAvailable`, in GiB as the
+    gradients' size is counted); None when the file is missing or does not say."""
     try:
         text = Path(meminfo).read_text()
     except OSError:
         return None
     for line in text.splitlines():
         if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) / 1e6  # kB
+            return int(line.split()[1]) * 1024 / 2**30  # the file counts KiB
     return None
 
 
 def default_gram_gb(meminfo: str | Path = "/proc/meminfo") -> float:
     """(a)'s memory cap when none is given: half of the available memory (the rest is the model,
-    the data and the batches), 4 GB where the system does not say."""
+    the data and the batches), 4 GiB where the system does not say."""
     available = available_memory_gb(meminfo)
-    return 4.0 if available is None else max(1.0, round(available / 2, 1))
+    return 4.0 if available is None else max(0.1, round(available / 2, 1))
 
 
 def auto_epochs(available: Sequence[int], count: int = 4) -> tuple[int, ...]:
@@ -132,7 +137,7 @@ def from_args(args: argparse.Namespace) -> TheoryConfig:
         select=args.select,
         chunk_size=args.chunk,
         max_examples=args.max_examples,
-        max_gram_gb=args.max_gram_gb or default_gram_gb(),
+        max_gram_gb=args.max_gram_gb,
         sim_sizes=parse_ints(args.sim_sizes),
         sim_trials=args.sim_trials,
     )

@@ -45,19 +45,21 @@ def run_sections(runs: Runs, baselines: tables.Baselines) -> list[str]:
         "(`gf_jax.baselines`); such a run has not learned to plan beyond the lane geometry.",
     ]
     if "route_following" in baselines:
-        escape, rho = tables.escape_table(runs, baselines)
+        escape, rho, n = tables.escape_table(runs, baselines)
         md += ["", "## When each run left the plateau", "", escape, ""]
+        rho_text = "n/a" if np.isnan(rho) else f"{rho:+.2f} over {n} runs"
         md.append(
             "The first epoch whose validation plan ADE is below route following's (- never). "
-            f"Spearman rho between that epoch and the run's best plan ADE: {rho:+.2f}."
+            f"Spearman rho between that epoch (a run that never got there ranked after the last "
+            f"epoch) and the run's best plan ADE: {rho_text}."
         )
     md += ["", "## Against the paper (validation plan ADE)", ""]
     md.append(paper.paper_comparison_table(runs))
     md += [
         "",
         "Differences are paired by seed, in % of uniform's mean, with the paired t-test's p; the "
-        "paper's from its released per-seed numbers. The tasks differ (nuPlan and a 10M-parameter "
-        "model there), so compare effects, not ADEs. Seeds for the paper's effect: how many "
+        "paper's from its released per-seed numbers. Unless this sweep trained the paper's model "
+        "on nuPlan, the tasks differ: compare effects, not ADEs. Seeds for the paper's effect: how many "
         "seeds a paired t-test (alpha 0.05, power 0.8) would need here to detect the paper's "
         "relative difference from uniform, at this sweep's spread of the paired differences.",
     ]

@@ -18,6 +18,7 @@ from experiments import stats
 from experiments.reporting.loading import Runs
 
 SEEDS = "seeds for the paper's effect"
+MAX_SEEDS = 1_000_000
 
 PAPER_PLAN_ADE = {
     "uniform": (1.9166, 1.5931, 1.8065),
@@ -49,22 +50,26 @@ def comparison_row(runs: Runs, method: str) -> dict[str, Any]:
     if method != "uniform" and common:
         a = [float(ours[s]["plan_ade"]) for s in common]
         b = [float(runs["uniform"][s]["plan_ade"]) for s in common]
-        row["ours vs uniform"], row["ours p"] = _versus(a, b)
+        row["ours vs uniform"], p = _versus(a, b)
+        row["ours p"] = f"{p} (n={len(common)})" if p else ""
         if len(common) >= 2:
-            row[SEEDS] = str(_seeds_for_papers_effect(method, a, b))
+            row[SEEDS] = _seeds_for_papers_effect(method, a, b)
     return row
 
 
-def _seeds_for_papers_effect(method: str, a: list[float], b: list[float]) -> int:
-    """Seeds our paired test would need for 80 % power against the paper's relative effect of
-    `method` vs uniform, at our seed-to-seed spread of the paired differences."""
+def _seeds_for_papers_effect(method: str, a: list[float], b: list[float]) -> str:
+    """The cell: seeds our paired test would need for 80 % power against the paper's relative
+    effect of `method` vs uniform, at our seed-to-seed spread of the paired differences ("" when
+    our runs give no spread to judge by, "> 1,000,000" when out of reach)."""
     paper = PAPER_PLAN_ADE[method]
     uniform = PAPER_PLAN_ADE["uniform"]
     relative = (np.mean(paper) - np.mean(uniform)) / np.mean(uniform)
     sd = float(np.std(np.subtract(a, b), ddof=1))
-    if sd == 0:
-        return 2
-    return stats.seeds_needed(relative * np.mean(b) / sd)
+    if not (np.isfinite(sd) and np.isfinite(np.mean(b))):
+        return ""
+    effect = relative * float(np.mean(b)) / sd if sd > 0 else np.inf  # no spread: any n >= 2
+    n = stats.seeds_needed(effect, max_n=MAX_SEEDS)
+    return f"> {MAX_SEEDS:,}" if n > MAX_SEEDS else f"{n:,}"
 
 
 def paper_comparison_table(runs: Runs) -> str:

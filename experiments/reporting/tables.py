@@ -119,8 +119,9 @@ def seed_table(
         for s in seeds:
             if s in runs[m]:
                 value = metric(runs[m][s], "plan_ade", split)
+                # NaN (a run without that split's metrics) is not a run that beat the baseline.
                 row[f"seed {s}"] = f"{value:.3f}" + (
-                    "*" if bar is not None and value >= bar else ""
+                    "*" if bar is not None and not value < bar else ""
                 )
         if bar is not None:
             values = [metric(r, "plan_ade", split) for r in runs[m].values()]
@@ -144,14 +145,16 @@ def escape_table(
     baselines: Baselines,
     methods: Sequence[str] = PAPER_METHODS,
     against: str = "route_following",
-) -> tuple[str, float]:
+) -> tuple[str, float, int]:
     """The epoch at which each run of the paper's methods first planned better than the `against`
-    baseline on validation (when it left the loss plateau; "-" never), and Spearman's rho between
-    that epoch and the run's best plan ADE over every run that got there (NaN under 3 runs)."""
+    baseline on validation (when it left the loss plateau; "-" never), Spearman's rho between
+    that epoch and the run's best plan ADE, and the runs it is over: every run with epoch
+    records, one that never got there ranked after the last epoch (rho only uses ranks; NaN
+    under 3 runs)."""
     bar = baselines.get(against, {}).get("val", {}).get("plan_ade")
     present = [m for m in methods if m in runs]
     if bar is None or not present:
-        return "_no baseline or no runs_\n", float("nan")
+        return "_no baseline or no runs_\n", float("nan"), 0
     seeds = sorted({s for m in present for s in runs[m]})
     rows, pairs = [], []
     for m in present:
@@ -159,14 +162,16 @@ def escape_table(
         for s, result in sorted(runs[m].items()):
             epoch = first_epoch_below(result, bar)
             row[f"seed {s}"] = "-" if epoch is None else str(epoch)
-            if epoch is not None:
-                pairs.append((epoch, float(result["plan_ade"])))
+            history = result.get("history", [])
+            if history:
+                pairs.append((epoch or len(history) + 1, float(result["plan_ade"])))
         rows.append(row)
     rho = float("nan")
     if len(pairs) >= 3:
         epochs, ades = np.array(pairs).T
         rho = float(stats.spearman(epochs, ades))
-    return stats.markdown_table(rows, ["method", *(f"seed {s}" for s in seeds)]), rho
+    table = stats.markdown_table(rows, ["method", *(f"seed {s}" for s in seeds)])
+    return table, rho, len(pairs)
 
 
 # ----------------------------------------------------------------------------- configurations

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.stats
 from paper_numbers import PAPER_ADE
 
 from experiments import scoring, stats
@@ -97,6 +98,18 @@ def test_seed_table_marks_runs_no_better_than_route_following():
     assert plain["uniform"] == ["uniform", "2.917", "2.593", "2.806"]
 
 
+def test_nan_runs_are_not_counted_as_beating_and_do_not_break_the_comparison():
+    runs = _runs()
+    runs["tracin"][1]["plan_ade"] = float("nan")
+    bar = {"route_following": {"val": {"plan_ade": 1.8}}}
+    rows = _rows(tables.seed_table(runs, "val", baselines=bar))
+    assert rows["tracin"][1] == "nan*" and rows["tracin"][-1] == "2/3"
+    from experiments.reporting import paper
+
+    rows = _rows(paper.paper_comparison_table(runs))
+    assert rows["tracin"][7] == ""  # no spread to judge by: blank, no crash
+
+
 def test_escape_table_finds_the_first_epoch_below_route_following():
     runs = _runs()
     curves = {1: [3.0, 2.0, 1.7], 2: [3.0, 2.5, 2.1], 3: [1.5, 1.4, 1.3]}
@@ -106,16 +119,19 @@ def test_escape_table_finds_the_first_epoch_below_route_following():
         ]
         runs["uniform"][s]["plan_ade"] = min(ades)
     runs["tracin"][1]["history"] = [{"epoch": 1, "val_plan_ade": 9.0}]  # never below
-    table, rho = tables.escape_table(runs, BASELINES)
+    table, rho, n = tables.escape_table(runs, BASELINES)
     rows = _rows(table)
     assert rows["uniform"][1:4] == ["2", "3", "1"]
     assert rows["tracin"][1] == "-"
-    assert rows["metadata"][1] == "-"  # no history at all
-    # Over the three runs that got there: epochs (2, 3, 1) against best ADEs (1.7, 2.1, 1.3).
-    assert rho == pytest.approx(1.0)
+    assert rows["metadata"][1] == "-"  # no history at all: not in rho
+    # uniform's epochs (2, 3, 1) and TracIn seed 1, which never got there in its one epoch and
+    # ranks as epoch 2, against their best ADEs.
+    epochs, ades = [2, 3, 1, 2], [1.7, 2.1, 1.3, PAPER["tracin"][0]]
+    assert n == 4
+    assert rho == pytest.approx(scipy.stats.spearmanr(epochs, ades).statistic)
     assert tables.first_epoch_below({"history": []}, 2.0) is None
-    table, rho = tables.escape_table(runs, {})  # no baseline: nothing to compare with
-    assert np.isnan(rho) and "no baseline" in table
+    table, rho, n = tables.escape_table(runs, {})  # no baseline: nothing to compare with
+    assert np.isnan(rho) and n == 0 and "no baseline" in table
 
 
 def test_paper_comparison_sets_paired_effects_side_by_side():
@@ -130,7 +146,7 @@ def test_paper_comparison_sets_paired_effects_side_by_side():
         effect = f"{100 * (np.mean(PAPER[m]) - np.mean(u)) / np.mean(u):+.1f} %"
         p = f"{ttest_rel(PAPER[m], u).pvalue:.3g}"
         assert rows[m][2:4] == [effect, p]
-        assert rows[m][5:7] == [effect, p]
+        assert rows[m][5:7] == [effect, f"{p} (n=3)"]
     assert rows["tracin"][2] == "-3.8 %"
     assert rows["uniform"][4] == stats.format_mean_sd(u) + " (n=3)"
     assert rows["uniform"][2] == rows["uniform"][5] == ""  # not compared with itself
@@ -142,7 +158,7 @@ def test_paper_comparison_sets_paired_effects_side_by_side():
     # Our runs are the paper's, so the seeds needed are those for the paper's own d_z.
     for m in ("metadata", "tracin", "hybrid"):
         dz = stats.paired_test(PAPER[m], u)["dz"]
-        assert rows[m][7] == str(stats.seeds_needed(dz))
+        assert rows[m][7] == f"{stats.seeds_needed(dz):,}"
     assert rows["tracin"][7] == "45"  # d_z = -0.0678 / 0.1587 = -0.427 (by hand)
 
 

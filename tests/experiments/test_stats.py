@@ -131,4 +131,6 @@ def test_seeds_needed_edge_cases():
         stats.seeds_needed(0.5, power=1.0)
     with pytest.raises(ValueError, match="nan"):
         stats.seeds_needed(math.nan)
+    with pytest.raises(ValueError, match="finite"):
+        stats.paired_power(5, math.nan)
     assert stats.seeds_needed(math.inf) == 2

@@ -4,6 +4,7 @@ workdir."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -190,13 +191,19 @@ def test_script_without_a_reference_fails_clearly(tmp_path, capsys):
     assert "no reference run there" in capsys.readouterr().err
 
 
-def test_gram_cap_defaults_to_half_the_available_memory(tmp_path):
+def test_gram_cap_defaults_to_half_the_available_memory(tmp_path, monkeypatch):
     meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   21000000 kB\n")
-    assert config.available_memory_gb(meminfo) == 21.0
-    assert config.default_gram_gb(meminfo) == 10.5
-    meminfo.write_text("MemAvailable:   1000000 kB\n")  # a small machine: at least 1 GB
-    assert config.default_gram_gb(meminfo) == 1.0
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20971520 kB\n")
+    assert config.available_memory_gb(meminfo) == 20.0  # KiB -> GiB
+    assert config.default_gram_gb(meminfo) == 10.0
+    meminfo.write_text("MemAvailable:   104858 kB\n")  # 0.1 GiB: the cap never exceeds it
+    assert config.default_gram_gb(meminfo) == 0.1
     meminfo.write_text("MemTotal:       24000000 kB\n")  # no MemAvailable line
     assert config.available_memory_gb(meminfo) is None
     assert config.default_gram_gb(tmp_path / "missing") == 4.0
+    # The command line's default (None) and a programmatic config both resolve to it, once.
+    assert theory.parser().parse_args(["--workdir", str(tmp_path)]).max_gram_gb is None
+    monkeypatch.setattr(config, "default_gram_gb", lambda: 7.5)
+    cfg = config.TheoryConfig(workdir="w", out="o", reference="r", epochs=(0,))
+    assert cfg.max_gram_gb == 7.5
+    assert config.TheoryConfig(**{**dataclasses.asdict(cfg), "max_gram_gb": 2.0}).max_gram_gb == 2.0
