@@ -32,8 +32,8 @@ class TheoryConfig:
       select: the hard selection's fraction (top of TracIn) in (a) and (c).
       chunk_size: examples per per-example-gradient call in (a).
       max_examples: measure (a) on a random training subset of this size; None: all.
-      max_gram_gb: refuse (a) when the per-example gradients would need more memory
-        (the command line's default: half of the memory available, `default_gram_gb`).
+      max_gram_gb: refuse (a) when the per-example gradients would need more memory (GiB);
+        None: half of the memory available (`default_gram_gb`), resolved on construction.
       sim_sizes: the N of the (b) simulation.
       sim_trials: simulated repeats (independent draws) per N in (b).
       sim_noise: noise levels of the informative score in the (b) simulation.
@@ -51,14 +51,13 @@ class TheoryConfig:
     chunk_size: int = 32
     max_examples: int | None = None
     max_gram_gb: float | None = None
+    sim_sizes: tuple[int, ...] = (50, 200, 1000, 5000)
+    sim_trials: int = 200
+    sim_noise: tuple[float, ...] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         if self.max_gram_gb is None:  # resolved here, so that theory.json records the cap used
             object.__setattr__(self, "max_gram_gb", default_gram_gb())
-
-    sim_sizes: tuple[int, ...] = (50, 200, 1000, 5000)
-    sim_trials: int = 200
-    sim_noise: tuple[float, ...] = (0.0, 1.0)
 
 
 def available_memory_gb(meminfo: str | Path = "/proc/meminfo") -> float | None:
