@@ -82,7 +82,9 @@ def score_sections(
 ) -> list[str]:
     """Spearman matrix, label-noise AUROC, percentiles by scenario type and city."""
     five = {k: named[k] for k in tables.SCORE_ORDER if k in named}
-    md = ["## Spearman rho between the scores", "", tables.spearman_table(five)]
+    order = (*tables.SCORE_ORDER, *tables.TRACIN_VARIANTS)
+    related = {k: named[k] for k in order if k in named}
+    md = ["## Spearman rho between the scores", "", tables.spearman_table(related)]
     corrupted = np.asarray(train.meta["corrupted"], bool)
     md += [
         "",

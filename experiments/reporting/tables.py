@@ -32,6 +32,8 @@ PAPER_METHODS = MAIN
 METRICS = ("plan_ade", "plan_fde", "plan_ahe")
 LABELS = {"plan_ade": "Plan ADE (m)", "plan_fde": "Plan FDE (m)", "plan_ahe": "Plan AHE (rad)"}
 SCORE_ORDER = ("tracin", "metadata", "hybrid", "loss", "lissa")
+# TracIn computed another way (ablations); only the Spearman table shows them, beside the others.
+TRACIN_VARIANTS = ("tracin_best", "tracin_dropout")
 DELTA = "Δ val ADE vs uniform (paired)"
 Baselines = Mapping[str, Mapping[str, Mapping[str, float]]]
 

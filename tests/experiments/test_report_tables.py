@@ -12,9 +12,10 @@ from paper_numbers import PAPER_ADE
 from experiments import scoring, stats
 from experiments.configurations import configurations
 from experiments.layout import Layout
-from experiments.reporting import loading, tables
+from experiments.reporting import document, loading, tables
 from experiments.runconfig import RunConfig
 from gf_jax.config import PRESETS, to_dict
+from gf_jax.data.schema import ScenarioSet
 from valuation.scores import save_scores
 
 # The paper's five methods under this project's names ("baseline" is uniform).
@@ -273,3 +274,28 @@ def test_time_table_takes_medians_and_shows_missing_parts_as_dashes():
     assert rows["uniform"] == ["uniform", "2", "3.5", "60.0", "10.0", "1.00", "17.0", "-"]
     assert rows["tracin"] == ["tracin", "1", "-", "60.0", "0.0", "-", "-", "835"]
     assert list(rows) == ["tracin", "uniform"]  # the paper's methods by name, as the others
+
+
+def test_score_sections_relate_the_tracin_variants_but_group_only_the_main_scores():
+    rng = np.random.default_rng(0)
+    tracin = rng.normal(size=40)
+    named = {
+        "tracin": tracin,
+        "metadata": rng.normal(size=40),
+        "random": rng.normal(size=40),
+        "tracin_best": -tracin,  # a variant ranking every example the other way round
+        "tracin_dropout": tracin + 1.0,
+    }
+    meta = {
+        "scenario_type": np.array(["a", "b"] * 20),
+        "city": np.array(["x"] * 40),
+        "corrupted": np.arange(40) < 4,
+    }
+    train = ScenarioSet(arrays={"ego_agent_future": np.zeros((40, 1, 3), np.float32)}, meta=meta)
+    md = "\n".join(document.score_sections(named, train, {}))
+    spearman = md.split("## Detecting")[0]
+    assert "| score | tracin | metadata | tracin_best | tracin_dropout |" in spearman
+    assert "| tracin | +1.000 |" in spearman and "| tracin_best | -1.000 |" in spearman
+    assert "| tracin_dropout | +1.000 |" in spearman and "random" not in spearman
+    by_type = md.split("## Mean score percentile by scenario type")[1]
+    assert "tracin_best" not in by_type and "| scenario type | n | tracin | metadata |" in by_type
