@@ -155,8 +155,11 @@ def auroc(
 
 
 def format_mean_sd(values: Sequence[float] | np.ndarray, digits: int = 3) -> str:
-    """'1.704 ± 0.029': mean ± SD (ddof=0), as the paper's tables."""
+    """'1.704 ± 0.029': mean ± SD (ddof=0), as the paper's tables; a single value has no spread
+    to show and prints alone ('1.704')."""
     s = summarize(values)
+    if s["n"] == 1:
+        return f"{s['mean']:.{digits}f}"
     return f"{s['mean']:.{digits}f} ± {s['sd']:.{digits}f}"
 
 

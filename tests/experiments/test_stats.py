@@ -93,6 +93,7 @@ def test_spearman_and_its_matrix():
 def test_format_and_markdown_table():
     assert stats.format_mean_sd([1.0, 2.0]) == "1.500 ± 0.500"
     assert stats.format_mean_sd([1.0, 2.0], digits=1) == "1.5 ± 0.5"
+    assert stats.format_mean_sd([1.25]) == "1.250"  # one seed: no spread to show
     table = stats.markdown_table(
         [{"method": "tracin", "ade": 1.70412, "note": "a|b"}, {"method": "uniform"}],
         ["method", "ade", "note"],
