@@ -4,6 +4,7 @@
                                                              # docs/results-attribution/
     python experiments/attribute.py run --max-runs 10        # at most 10 retrains this time
     python experiments/attribute.py run --list               # what is done and what is pending
+    python experiments/attribute.py run --shard 2/2 --wait   # a second process (or machine)
     python experiments/attribute.py report                   # docs/attribution-cpu.md + figure
 
 `run` trains full-data reference runs, computes every scorer once from them, retrains on random
@@ -89,6 +90,10 @@ def parser() -> argparse.ArgumentParser:
         "--keep-checkpoints", action="store_true", default=None, help="keep retrains' checkpoints"
     )
     run.add_argument("--max-runs", type=options.non_negative_int, default=None, help="then stop")
+    run.add_argument(
+        "--shard", type=options.shard, default=(1, 1), help="I/N: every N-th run from the I-th"
+    )
+    run.add_argument("--wait", action="store_true", help="wait for other shards' runs it needs")
     run.add_argument("--list", action="store_true", help="show done and pending runs; no work")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     report = sub.add_parser("report", help="the report, from the workdir alone")
@@ -144,7 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         list_runs(cfg, layout)
         return 0
-    counts = benchmark.run(cfg, layout, progress=not args.quiet, max_runs=args.max_runs)
+    counts = benchmark.run(
+        cfg,
+        layout,
+        progress=not args.quiet,
+        max_runs=args.max_runs,
+        shard=args.shard,
+        wait=args.wait,
+    )
     print(
         f"retrains: {counts['trained']} trained, {counts['skipped']} already done, "
         f"{counts['pending']} left for the next invocation"

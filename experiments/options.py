@@ -67,3 +67,11 @@ def positive_int_list(text: str) -> str:
     if not parts or not all(p.isdigit() and int(p) >= 1 for p in parts):
         raise argparse.ArgumentTypeError(f"expected integers >= 1 like 50,200, got {text!r}")
     return text
+
+
+def shard(text: str) -> tuple[int, int]:
+    """`I/N` with 1 <= I <= N: this machine's share of a plan, every N-th item from the I-th."""
+    i, sep, n = text.partition("/")
+    if not (sep and i.isdigit() and n.isdigit() and 1 <= int(i) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 1 <= I <= N (e.g. 2/8), got {text!r}")
+    return int(i), int(n)

@@ -51,7 +51,9 @@ def parser() -> argparse.ArgumentParser:
         help="ablation seeds, likewise",
     )
     p.add_argument("--only", nargs="+", default=None, help="configuration name patterns (glob)")
-    p.add_argument("--shard", default=None, help="I/N: run only every N-th pending run from I")
+    p.add_argument(
+        "--shard", type=options.shard, default=(1, 1), help="I/N: every N-th run of the plan from I"
+    )
     p.add_argument("--list", action="store_true", help="print the plan and each run's status")
     p.add_argument(
         "--commands",
@@ -66,15 +68,6 @@ def parser() -> argparse.ArgumentParser:
 def seeds(spec: list[int]) -> list[int]:
     """`--seeds 5` means seeds 1..5; several numbers are taken as the seeds themselves."""
     return list(range(1, spec[0] + 1)) if len(spec) == 1 else list(spec)
-
-
-def parse_shard(text: str | None) -> tuple[int, int]:
-    if text is None:
-        return 1, 1
-    i, sep, n = text.partition("/")
-    if not (sep and i.isdigit() and n.isdigit()):
-        raise ConfigError(f"--shard: expected I/N (e.g. 2/8), got {text!r}")
-    return int(i), int(n)
 
 
 def planned(args: argparse.Namespace) -> list[RunConfig]:
@@ -133,7 +126,7 @@ def execute(runs: list[RunConfig], layout: Layout, args: argparse.Namespace) -> 
 
 def plan_from(args: argparse.Namespace) -> list[RunConfig]:
     """This machine's runs; a ConfigError naming the flag (exit 2) before any work."""
-    index, count = parse_shard(args.shard)
+    index, count = args.shard
     runs = planned(args)
     if not runs:
         flag = "--only" if args.only else "--seeds/--ablation-seeds"

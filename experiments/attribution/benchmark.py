@@ -10,6 +10,11 @@
 
 Interrupted anywhere, the same command continues: finished retrains are skipped, an
 interrupted one resumes from its last checkpoint, and existing score files are kept.
+
+Shards (`shard=(I, N)`, processes or machines sharing one workdir and scratch) each train every
+N-th reference and retrain from the I-th. Shard 1 computes the scores once every reference is
+finished; every shard's removals need them. What waits on another shard stays pending (the
+same command later picks it up) or, with `wait`, is polled for.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +113,8 @@ def reference_specs(cfg: AttributionConfig) -> list[RunSpec]:
     ]
 
 
-def retrain_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
-    """The subsets, the ceiling repeats, then the removals (these read the score files)."""
+def subset_specs(cfg: AttributionConfig, n: int) -> list[RunSpec]:
+    """The random subsets (LDS), each followed by its noise-ceiling repeat if it has one."""
     out = []
     for r in range(cfg.subsets):
         idx = np.flatnonzero(subsets.subset_mask(n, cfg.subset_fraction, cfg.seed, r))
@@ -115,6 +122,18 @@ def retrain_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpe
         if r < cfg.ceiling_subsets:
             labels = {"subset": r}
             out.append(RunSpec(ceiling_name(r), "ceiling", cfg.ceiling_seed, idx, labels=labels))
+    return out
+
+
+def removal_count(cfg: AttributionConfig) -> int:
+    """How many removal retrains the plan holds (known before the scores are)."""
+    per_fraction = len(cfg.removal_scorers) * len(subsets.SCORE_SIDES) + cfg.random_removals
+    return len(cfg.removal_fractions) * per_fraction
+
+
+def removal_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
+    """The removals by each removal scorer's top and bottom and at random (reads the scores)."""
+    out = []
     for fraction in cfg.removal_fractions:
         for scorer in cfg.removal_scorers:
             score_N = scorers.load(layout.score_file(scorer))[0]
@@ -134,6 +153,31 @@ def retrain_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpe
             name = random_removal_name(d, fraction)
             out.append(RunSpec(name, "removal", cfg.seed, idx, labels=labels))
     return out
+
+
+def retrain_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
+    """The subsets, the ceiling repeats, then the removals (these read the score files)."""
+    return subset_specs(cfg, n) + removal_specs(cfg, layout, n)
+
+
+def ready(
+    done: Callable[[], bool],
+    what: str,
+    *,
+    wait: bool,
+    poll_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+) -> bool:
+    """Whether `done()`; with `wait`, polls every `poll_seconds` until it is (then True)."""
+    if done():
+        return True
+    if not wait:
+        print(f"waiting on {what}: run again (or pass --wait) once it is there")
+        return False
+    print(f"waiting on {what} (checking every {poll_seconds:g} s)")
+    while not done():
+        sleep(poll_seconds)
+    return True
 
 
 def ensure_scores(
@@ -166,16 +210,22 @@ def run(
     *,
     progress: bool = True,
     max_runs: int | None = None,
+    shard: tuple[int, int] = (1, 1),
+    wait: bool = False,
+    poll_seconds: float = 60.0,
 ) -> dict[str, int]:
-    """Every stage; trains at most `max_runs` retrains this time (None: all). Returns counts
-    {trained, skipped, pending} of the retrains (references included)."""
+    """Every stage, or shard (I, N)'s share of it; trains at most `max_runs` retrains this time
+    (None: all). Returns counts {trained, skipped, pending} of this shard's retrains (references
+    included); what waits on another shard counts as pending unless `wait`."""
     preset, splits = prepare(cfg, layout, progress=progress)
+    n = len(splits["train"])
+    index, count = shard
     counts = {"trained": 0, "skipped": 0, "pending": 0}
 
     def go(specs: list[RunSpec], desc: str) -> None:
-        bar = tqdm(specs, desc=desc, unit="run", disable=not progress)
+        bar = tqdm(specs[index - 1 :: count], desc=desc, unit="run", disable=not progress)
         for spec in bar:
-            if retrain.finished(layout, spec, len(splits["train"])) is not None:
+            if retrain.finished(layout, spec, n) is not None:
                 counts["skipped"] += 1
                 continue
             if max_runs is not None and counts["trained"] >= max_runs:
@@ -197,11 +247,26 @@ def run(
                     f"({record['n_train']} examples, {record['wall_seconds']:.0f} s)"
                 )
 
-    go(reference_specs(cfg), "references")
+    references = reference_specs(cfg)
+    go(references, "references")
     if counts["pending"]:
         return counts
-    ensure_scores(cfg, preset, splits, layout, progress=progress)
-    go(retrain_specs(cfg, layout, len(splits["train"])), "retrains")
+
+    def trained() -> bool:
+        return all(retrain.finished(layout, s, n) is not None for s in references)
+
+    def scored() -> bool:
+        return all(layout.score_file(s).exists() for s in cfg.scorer_names)
+
+    # A capped invocation (max_runs) never blocks: it leaves what waits pending.
+    waiting = {"wait": wait and max_runs is None, "poll_seconds": poll_seconds}
+    if index == 1 and ready(trained, "the other shards' reference runs", **waiting):
+        ensure_scores(cfg, preset, splits, layout, progress=progress)
+    go(subset_specs(cfg, n), "retrains")
+    if not ready(scored, f"the score files in {layout.scores} (shard 1 makes them)", **waiting):
+        counts["pending"] += len(range(index - 1, removal_count(cfg), count))
+        return counts
+    go(removal_specs(cfg, layout, n), "removals")
     return counts
 
 

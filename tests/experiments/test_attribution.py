@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from experiments import attribute
-from experiments.attribution import analysis, document, lds, noise, subsets
+from experiments.attribution import analysis, benchmark, document, lds, noise, subsets
 from experiments.attribution.config import AttributionConfig, ConfigError
 
 SAMPLE = Path(__file__).parent / "attribution_sample"
@@ -200,6 +200,23 @@ def test_command_line_takes_the_workdirs_values_unless_given(tmp_path):
     fresh = attribute.parser().parse_args(["run", "--workdir", str(tmp_path / "new")])
     assert attribute.config_from(fresh) == AttributionConfig()
     assert attribute.main(["run", "--workdir", str(tmp_path), "--removal-scorers", "nope"]) == 2
+    for bad in ("3/2", "0/2", "two"):
+        with pytest.raises(SystemExit) as exit_info:  # refused while parsing, before any work
+            attribute.main(["run", "--workdir", str(tmp_path), "--shard", bad])
+        assert exit_info.value.code == 2
+    args = attribute.parser().parse_args(["run", "--shard", "2/3", "--wait"])
+    assert args.shard == (2, 3) and args.wait
+
+
+def test_a_shard_waits_on_another_only_when_asked(capsys):
+    answers, slept = iter([False, False, True]), []
+    done = benchmark.ready(
+        lambda: next(answers), "x", wait=True, poll_seconds=5, sleep=slept.append
+    )
+    assert done and slept == [5]
+    assert "waiting on x (checking every 5 s)" in capsys.readouterr().out
+    assert not benchmark.ready(lambda: False, "the scores", wait=False, poll_seconds=5)
+    assert "waiting on the scores: run again (or pass --wait)" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------- the report

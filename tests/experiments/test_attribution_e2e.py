@@ -86,6 +86,25 @@ def test_resume_skips_finished_runs_and_grows_the_plan(bench: Layout, monkeypatc
         benchmark.run(AttributionConfig.from_dict({**CONFIG.to_dict(), "seed": 1}), bench)
 
 
+def test_two_shards_share_the_plan_and_wait_for_each_other(bench: Layout, tmp_path: Path):
+    cfg = AttributionConfig.from_dict({**CONFIG.to_dict(), "reference_runs": 2})
+    layout = Layout(tmp_path / "work", tmp_path / "scratch")
+    # Shard 2 first: reference-seed1 and subset-001; its removal waits on shard 1's scores.
+    counts = benchmark.run(cfg, layout, progress=False, shard=(2, 2))
+    assert counts == {"trained": 2, "skipped": 0, "pending": 1}
+    assert not layout.score_file("tracin").exists()
+    # Shard 1: reference-seed0, then (both references done) the scores, subsets 0 and 2 and the
+    # top removal; then shard 2 finds the scores and trains the bottom removal.
+    counts = benchmark.run(cfg, layout, progress=False, shard=(1, 2))
+    assert counts == {"trained": 4, "skipped": 0, "pending": 0}
+    counts = benchmark.run(cfg, layout, progress=False, shard=(2, 2))
+    assert counts == {"trained": 1, "skipped": 2, "pending": 0}
+    assert benchmark.run(cfg, layout, progress=False) == {"trained": 0, "skipped": 7, "pending": 0}
+    # A subset trains to the same model whichever process trains it.
+    sharded, _ = retrain.load(layout, "subset-001")
+    assert sharded["digest"] == retrain.load(bench, "subset-001")[0]["digest"]
+
+
 def test_a_lost_outcome_is_retrained_to_the_same_numbers(bench: Layout):
     # Its `fit` folder says finished but holds no checkpoints: the retrain starts over, and
     # training is deterministic, so the outcome comes back identical.

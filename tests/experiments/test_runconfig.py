@@ -10,6 +10,7 @@ import pytest
 
 from experiments import configurations as plan_lib
 from experiments import run as run_script
+from experiments import sweep
 from experiments.layout import Layout
 from experiments.runconfig import ConfigError, LissaOptions, RunConfig
 
@@ -92,6 +93,11 @@ def test_plan_order_and_shards():
     with pytest.raises(ValueError, match="--shard"):
         plan_lib.shard(runs, 4, 3)
     assert [c.run_name for c in plan_lib.plan(configs, [1], [], only=["tracin*"])] == ["tracin"]
+    argv = ["--preset", "tiny", "--seeds", "1", "2", "--ablation-seeds", "1"]
+    whole = sweep.plan_from(sweep.parser().parse_args(argv))
+    assert whole == runs  # the command line's default: shard 1/1
+    share = sweep.plan_from(sweep.parser().parse_args([*argv, "--shard", "2/3"]))
+    assert share == shards[1]
 
 
 def test_status_needs_a_matching_config(tmp_path):
