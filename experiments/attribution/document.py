@@ -37,8 +37,10 @@ def setup_text(summary: dict[str, Any]) -> str:
         f"full-data reference runs: {fin['reference']} of {cfg['reference_runs']}.\n"
         f"- Intervals: {100 * cfg['confidence']:g} % percentile bootstrap over subsets "
         f"({cfg['bootstrap']} resamples); every random choice from seed {cfg['seed']}.\n"
-        f"- Wall time: {t['total'] / 3600:.2f} h in all ({per_subset} per subset retrain, "
-        f"{sum(v or 0 for v in t['scoring'].values()) / 60:.1f} min of scoring).\n"
+        f"- Work time: {t['total'] / 3600:.2f} h summed over every retrain and scorer "
+        f"({per_subset} per subset retrain, "
+        f"{sum(v or 0 for v in t['scoring'].values()) / 60:.1f} min of scoring); shards "
+        f"running side by side (`--shard`) finish in less.\n"
     )
 
 
