@@ -236,8 +236,8 @@ PRESETS: dict[str, Preset] = {
     # and on all 2,048 scenarios, 10 epochs, lr 1e-3, milestones 5..9: 4.42 (0.80x), 3m45s.
     # The loss plateau is left after ~500 steps at lr 1e-3, so the learning rate is held until
     # the last quarter. A full-data run is 1,536 steps, a half-subset retrain 768.
-    # The 3.91 above was one seed: the benchmark's first three half-subset retrains (seed 1)
-    # reached 5.43, 6.00 and 5.90, still improving at epoch 12 (README, issue 15).
+    # The 3.91 above was a lucky draw: of the benchmark's first seven half-subset retrains, two
+    # reached 3.99-4.06 and five 5.38-6.00, still improving at epoch 12 (README, issue 15).
     "attribution": Preset(
         "attribution",
         ModelConfig(dim=32, heads=2, ffn_dim=128, encoder_layers=1, decoder_levels=1),
