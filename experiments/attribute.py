@@ -54,6 +54,7 @@ def _names(text: str) -> tuple[str, ...]:
 FLAGS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("--preset", "preset", str, "gf_jax preset (default attribution)"),
     ("--epochs", "epochs", options.positive_int, "override the preset's epochs"),
+    ("--retrain-budget", "retrain_budget", str, "steps (a full run's) or epochs per retrain"),
     ("--data", "data", str, "data source (default: the procedural world)"),
     ("--noise", "noise", options.non_negative_float, "corrupted share of training futures"),
     ("--seed", "seed", options.non_negative_int, "every random choice (default 0)"),
@@ -129,9 +130,9 @@ def list_runs(cfg: AttributionConfig, layout: Layout) -> None:
     n = json.loads(layout.config.read_text())["data"]["n_train"]
     if all(layout.score_file(s).exists() for s in cfg.removal_scorers):
         specs += benchmark.retrain_specs(cfg, layout, n)
-    done = 0
+    done, preset = 0, benchmark.resolve_preset(cfg)
     for spec in specs:
-        finished = retrain.finished(layout, spec, n) is not None
+        finished = retrain.finished(layout, spec, n, preset) is not None
         done += finished
         print(f"{'done   ' if finished else 'pending'} {spec.name}")
     print(f"{done} of {len(specs)} runs done")

@@ -196,8 +196,7 @@ def summarize(w: Workdir) -> dict[str, Any]:
     planned = {
         "subsets": w.cfg.subsets,
         "ceiling": min(w.cfg.ceiling_subsets, w.cfg.subsets),
-        "removals": len(w.cfg.removal_fractions)
-        * (2 * len(w.cfg.removal_scorers) + w.cfg.random_removals),
+        "removals": w.cfg.removal_count,
     }
     kinds = [record["kind"] for record, _ in w.runs.values()]
     return {

@@ -113,22 +113,24 @@ def reference_specs(cfg: AttributionConfig) -> list[RunSpec]:
     ]
 
 
+def retrain_spec(
+    cfg: AttributionConfig, name: str, kind: str, seed: int, idx: np.ndarray, n: int, **labels
+) -> RunSpec:
+    """A retrain on examples `idx` of `n`, for as long as `cfg.retrain_budget` gives it."""
+    epochs = cfg.retrain_epochs(resolve_preset(cfg).train.epochs, n, len(idx))
+    return RunSpec(name, kind, seed, idx, epochs=epochs, labels=labels)
+
+
 def subset_specs(cfg: AttributionConfig, n: int) -> list[RunSpec]:
     """The random subsets (LDS), each followed by its noise-ceiling repeat if it has one."""
     out = []
     for r in range(cfg.subsets):
         idx = np.flatnonzero(subsets.subset_mask(n, cfg.subset_fraction, cfg.seed, r))
-        out.append(RunSpec(subset_name(r), "subset", cfg.seed, idx, labels={"subset": r}))
+        out.append(retrain_spec(cfg, subset_name(r), "subset", cfg.seed, idx, n, subset=r))
         if r < cfg.ceiling_subsets:
-            labels = {"subset": r}
-            out.append(RunSpec(ceiling_name(r), "ceiling", cfg.ceiling_seed, idx, labels=labels))
+            name = ceiling_name(r)
+            out.append(retrain_spec(cfg, name, "ceiling", cfg.ceiling_seed, idx, n, subset=r))
     return out
-
-
-def removal_count(cfg: AttributionConfig) -> int:
-    """How many removal retrains the plan holds (known before the scores are)."""
-    per_fraction = len(cfg.removal_scorers) * len(subsets.SCORE_SIDES) + cfg.random_removals
-    return len(cfg.removal_fractions) * per_fraction
 
 
 def removal_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
@@ -139,19 +141,14 @@ def removal_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpe
             score_N = scorers.load(layout.score_file(scorer))[0]
             for side in subsets.SCORE_SIDES:
                 idx = subsets.removal_kept(score_N, fraction, side)
-                labels = {"scorer": scorer, "side": side, "fraction": fraction}
                 name = removal_name(scorer, side, fraction)
-                out.append(RunSpec(name, "removal", cfg.seed, idx, labels=labels))
+                labels = {"scorer": scorer, "side": side, "fraction": fraction}
+                out.append(retrain_spec(cfg, name, "removal", cfg.seed, idx, n, **labels))
         for d in range(cfg.random_removals):
             idx = subsets.random_kept(n, fraction, seed=cfg.seed, draw=d)
-            labels = {
-                "scorer": subsets.RANDOM_DRAW,
-                "side": "random",
-                "fraction": fraction,
-                "draw": d,
-            }
             name = random_removal_name(d, fraction)
-            out.append(RunSpec(name, "removal", cfg.seed, idx, labels=labels))
+            labels = {"scorer": subsets.RANDOM_DRAW, "side": "random", "fraction": fraction}
+            out.append(retrain_spec(cfg, name, "removal", cfg.seed, idx, n, **labels, draw=d))
     return out
 
 
@@ -225,7 +222,7 @@ def run(
     def go(specs: list[RunSpec], desc: str) -> None:
         bar = tqdm(specs[index - 1 :: count], desc=desc, unit="run", disable=not progress)
         for spec in bar:
-            if retrain.finished(layout, spec, n) is not None:
+            if retrain.finished(layout, spec, n, preset) is not None:
                 counts["skipped"] += 1
                 continue
             if max_runs is not None and counts["trained"] >= max_runs:
@@ -253,7 +250,7 @@ def run(
         return counts
 
     def trained() -> bool:
-        return all(retrain.finished(layout, s, n) is not None for s in references)
+        return all(retrain.finished(layout, s, n, preset) is not None for s in references)
 
     def scored() -> bool:
         return all(layout.score_file(s).exists() for s in cfg.scorer_names)
@@ -264,7 +261,7 @@ def run(
         ensure_scores(cfg, preset, splits, layout, progress=progress)
     go(subset_specs(cfg, n), "retrains")
     if not ready(scored, f"the score files in {layout.scores} (shard 1 makes them)", **waiting):
-        counts["pending"] += len(range(index - 1, removal_count(cfg), count))
+        counts["pending"] += len(range(index - 1, cfg.removal_count, count))
         return counts
     go(removal_specs(cfg, layout, n), "removals")
     return counts

@@ -35,6 +35,9 @@ EXAMPLE_SCORERS = (
     "random",
 )
 SCORERS = PAIR_SCORERS + EXAMPLE_SCORERS
+RETRAIN_BUDGETS = ("steps", "epochs")
+# The ends of a score that the removal curves cut: the highest, then the lowest.
+SCORE_SIDES = ("top", "bottom")
 IDENTITY = (
     "preset",
     "epochs",
@@ -73,9 +76,12 @@ class AttributionConfig:
     Attributes:
       preset: the gf_jax preset every model is trained with (`attribution`: small enough to
         retrain ~100 times).
-      epochs: override of the preset's epoch count (milestones scale); None: the preset's. A
-        retrain on a subset runs the same number of passes over its subset (the usual LDS
-        protocol), so half the optimizer steps of a full-data run.
+      epochs: override of the preset's epoch count (milestones scale); None: the preset's.
+      retrain_budget: how long a retrain on a subset trains. `steps`: as many optimizer steps as
+        a full-data run (its epochs, and milestones, scaled by n_train / n_kept: a half-subset
+        trains twice the epochs); `epochs`: as many passes over its subset as a full-data run
+        over everything (so half the steps). `epochs` left most half-subset retrains of the
+        `attribution` preset at the loss plateau (README), hence `steps`.
       data: data source (`DataConfig.source`); None: the preset's procedural world.
       noise: fraction of corrupted training futures; None: the preset's (5 %).
       seed: every random choice (see the module doc); >= 0.
@@ -106,6 +112,7 @@ class AttributionConfig:
 
     preset: str = "attribution"
     epochs: int | None = None
+    retrain_budget: str = "steps"
     data: str | None = None
     noise: float | None = None
     seed: int = 0
@@ -134,6 +141,11 @@ class AttributionConfig:
             raise ConfigError(f"--preset: {self.preset!r} is not one of {', '.join(PRESETS)}")
         if self.epochs is not None and self.epochs < 1:
             raise ConfigError(f"--epochs: must be >= 1, got {self.epochs}")
+        if self.retrain_budget not in RETRAIN_BUDGETS:
+            raise ConfigError(
+                f"--retrain-budget: {self.retrain_budget!r} is not one of "
+                f"{', '.join(RETRAIN_BUDGETS)}"
+            )
         if self.noise is not None and not 0.0 <= self.noise <= 1.0:
             raise ConfigError(f"--noise: must be in [0, 1], got {self.noise}")
         _at_least("--seed", self.seed, 0)
@@ -186,6 +198,18 @@ class AttributionConfig:
     def ceiling_seed(self) -> int:
         """The second training seed of the noise-ceiling repeats."""
         return self.seed + 1
+
+    @property
+    def removal_count(self) -> int:
+        """How many removal retrains the plan holds (known before the scores are)."""
+        per_fraction = len(self.removal_scorers) * len(SCORE_SIDES) + self.random_removals
+        return len(self.removal_fractions) * per_fraction
+
+    def retrain_epochs(self, epochs: int, n_train: int, n_kept: int) -> int:
+        """Epochs of a retrain on `n_kept` of `n_train` examples, given a full-data run's."""
+        if self.retrain_budget == "epochs" or n_kept >= n_train:
+            return epochs
+        return max(epochs, round(epochs * n_train / n_kept))
 
     def identity(self) -> dict[str, Any]:
         """The fields every stored output depends on (checked against a workdir's)."""

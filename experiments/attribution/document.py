@@ -17,6 +17,13 @@ from gf_jax import atomic
 FIGURE = "removal_curves.png"
 
 
+BUDGET_TEXT = {
+    "steps": "a retrain on a subset makes as many optimizer steps (its epochs scaled by the "
+    "training set's size over the subset's, milestones with them)",
+    "epochs": "a retrain on a subset makes as many passes over it (a half-subset: half the steps)",
+}
+
+
 def setup_text(summary: dict[str, Any]) -> str:
     cfg = summary["config"]["attribution"]
     preset = summary["config"]["preset"]
@@ -29,8 +36,8 @@ def setup_text(summary: dict[str, Any]) -> str:
         f"- Preset `{preset['name']}`: GameFormer dim {model['dim']}, "
         f"{model['encoder_layers']} encoder layer(s), {model['decoder_levels']} decoder level(s); "
         f"{summary['n_train']} training and {summary['n_val']} validation scenarios, "
-        f"{train['epochs']} epochs (passes over each subset, so a half-subset takes half the "
-        f"steps), batch {train['batch_size']}.\n"
+        f"{train['epochs']} epochs for a full-data run, batch {train['batch_size']}; "
+        f"{BUDGET_TEXT[cfg.get('retrain_budget', 'epochs')]}.\n"
         f"- Random subsets of {100 * cfg['subset_fraction']:g} %: {fin['subset']} of "
         f"{plan['subsets']} retrained; noise ceiling: {fin['ceiling']} of {plan['ceiling']} "
         f"repeated with a second seed; removals: {fin['removal']} of {plan['removals']}; "

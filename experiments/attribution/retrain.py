@@ -29,7 +29,7 @@ from experiments.attribution.layout import OUTCOME_JSON, OUTCOME_NPZ, Layout
 from gf_jax import atomic, train
 from gf_jax import workdir as workdir_lib
 from gf_jax.checkpoint import CheckpointStore
-from gf_jax.config import Preset
+from gf_jax.config import Preset, scale_milestones
 from gf_jax.data.schema import ScenarioSet
 
 
@@ -47,6 +47,8 @@ class RunSpec:
       seed: the training seed.
       indices: the training examples (sorted int array); None: the whole training set.
       keep_all: keep every epoch's checkpoint (reference runs: the scorers read them).
+      epochs: the run's epochs, milestones scaled with them (`AttributionConfig.retrain_epochs`);
+        None: the preset's.
       labels: what identifies the run in the analysis (subset index, scorer, side, fraction).
     """
 
@@ -55,10 +57,19 @@ class RunSpec:
     seed: int
     indices: np.ndarray | None = None
     keep_all: bool = False
+    epochs: int | None = None
     labels: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def digest(self, n_train: int) -> str:
         return subsets.digest(np.arange(n_train) if self.indices is None else self.indices)
+
+    def schedule(self, preset: Preset) -> Preset:
+        """`preset` with this run's seed, and its epochs with the milestones scaled to them."""
+        t = preset.train
+        epochs = t.epochs if self.epochs is None else self.epochs
+        milestones = scale_milestones(t.lr_milestones, t.epochs, epochs)
+        t = dataclasses.replace(t, seed=self.seed, epochs=epochs, lr_milestones=milestones)
+        return dataclasses.replace(preset, train=t)
 
 
 def load(layout: Layout, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
@@ -72,18 +83,26 @@ def load(layout: Layout, name: str) -> tuple[dict[str, Any], dict[str, np.ndarra
     return record, arrays
 
 
-def finished(layout: Layout, spec: RunSpec, n_train: int) -> dict[str, Any] | None:
+def finished(layout: Layout, spec: RunSpec, n_train: int, preset: Preset) -> dict[str, Any] | None:
     """The outcome record of `spec` if it has finished, else None; StaleOutcomeError when the
-    stored outcome was trained on other examples."""
+    stored outcome was trained on other examples or for another number of epochs."""
     done = load(layout, spec.name)
     if done is None:
         return None
-    if done[0]["digest"] != spec.digest(n_train):
+    record = done[0]
+    if record["digest"] != spec.digest(n_train):
         raise StaleOutcomeError(
             f"{layout.run(spec.name)}: trained on other examples than this run needs "
             "(the scores or subsets changed); delete the folder to retrain it"
         )
-    return done[0]
+    epochs = spec.schedule(preset).train.epochs
+    if record.get("epochs") != epochs:
+        raise StaleOutcomeError(
+            f"{layout.run(spec.name)}: trained for {record.get('epochs', 'unrecorded')} epochs, "
+            f"this run needs {epochs} (the retrain budget changed); delete the folder to "
+            "retrain it"
+        )
+    return record
 
 
 def fit(
@@ -96,13 +115,16 @@ def fit(
     progress: bool = True,
 ) -> train.FitResult:
     """`gf_jax.train.fit` of `spec` in its scratch folder (resumed unless `overwrite`)."""
-    seeded = dataclasses.replace(preset, train=dataclasses.replace(preset.train, seed=spec.seed))
+    seeded = spec.schedule(preset)
     digest = spec.digest(len(splits["train"]))
     folder = layout.train(spec.name)
     best = CheckpointStore(folder / workdir_lib.CHECKPOINTS_DIR).path("best")
     if (folder / workdir_lib.RESULT_FILE).exists() and not best.exists():
         # Finished, but its checkpoints were deleted before its outcome was kept (the workdir
         # was copied without this run): the outcome needs the parameters, so train it again.
+        overwrite = True
+    if _saved_epochs(folder) not in (None, seeded.train.epochs):
+        # Scratch left by a run under another retrain budget: nothing in it can be resumed.
         overwrite = True
     return train.fit(
         seeded,
@@ -119,6 +141,14 @@ def fit(
     )
 
 
+def _saved_epochs(folder: Path) -> int | None:
+    """The epochs of the run saved in scratch `folder`, None if there is none."""
+    path = folder / workdir_lib.CONFIG_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["preset"]["train"]["epochs"]
+
+
 def retrain(
     spec: RunSpec,
     preset: Preset,
@@ -130,10 +160,10 @@ def retrain(
 ) -> dict[str, Any]:
     """The outcome record of `spec`: read back if finished, else trained and written.
 
-    `preset` is the benchmark's; the run's own seed replaces its training seed.
+    `preset` is the benchmark's; the run's own seed and epochs replace its training ones.
     """
     n_train = len(splits["train"])
-    done = finished(layout, spec, n_train)
+    done = finished(layout, spec, n_train, preset)
     if done is not None:
         return done
     t0 = time.perf_counter()
@@ -149,6 +179,7 @@ def retrain(
         "labels": spec.labels,
         "n_train": n_train if spec.indices is None else len(spec.indices),
         "digest": spec.digest(n_train),
+        "epochs": spec.schedule(preset).train.epochs,
         "best_epoch": result["best_epoch"],
         "steps": result["steps"],
         "val": {k: result[k] for k in train.METRIC_KEYS},

@@ -11,9 +11,8 @@ import hashlib
 
 import numpy as np
 
-from experiments.attribution.config import Streams
+from experiments.attribution.config import SCORE_SIDES, Streams
 
-SCORE_SIDES = ("top", "bottom")
 # The scorer label of random removals (`random` is the name of the random-score scorer).
 RANDOM_DRAW = "random draw"
 

@@ -9,7 +9,7 @@ rebuild `attribution.md` with the second command (and delete the figure folder i
         --scratch /tmp/sample_scratch --preset tiny --epochs 2 --subsets 4 --ceiling-subsets 3 \
         --reference-runs 2 --trak-models 1,2 --trak-dim 32 \
         --scorers tracin,trak,loss,metadata,random --removal-fractions 0.1,0.2 \
-        --removal-scorers tracin --random-removals 1 --bootstrap 200
+        --removal-scorers tracin --random-removals 1 --bootstrap 200 --retrain-budget epochs
     python experiments/attribute.py report --workdir tests/experiments/attribution_sample \
         --out tests/experiments/attribution_sample/attribution.md
 """
@@ -182,9 +182,27 @@ def test_config_round_trip_and_errors_name_the_flag():
         ({"removal_scorers": ("nope",)}, "--removal-scorers"),
         ({"scorers": ("hybrid", "random"), "removal_scorers": ()}, "--scorers"),
         ({"preset": "huge"}, "--preset"),
+        ({"retrain_budget": "time"}, "--retrain-budget"),
     ):
         with pytest.raises(ConfigError, match=flag):
             AttributionConfig(**kwargs)
+
+
+def test_retrain_budget_gives_a_subset_a_full_runs_steps():
+    steps = AttributionConfig()
+    assert steps.retrain_budget == "steps"
+    assert steps.retrain_epochs(12, 2048, 1024) == 24  # a half-subset: twice the passes
+    assert steps.retrain_epochs(12, 2048, 1946) == 13  # 5 % removed: 12.6 rounded
+    assert steps.retrain_epochs(12, 2048, 2048) == 12
+    epochs = AttributionConfig(retrain_budget="epochs")
+    assert epochs.retrain_epochs(12, 2048, 1024) == 12
+    assert steps.removal_count == 3 * (5 * 2 + 3)
+    # The milestones move with the epochs: x0.5 at 9, 10, 11 of 12 becomes 18, 20, 22 of 24.
+    preset = benchmark.resolve_preset(steps)
+    spec = benchmark.subset_specs(steps, 2048)[0]
+    scheduled = spec.schedule(preset).train
+    assert (scheduled.epochs, scheduled.lr_milestones, scheduled.seed) == (24, (18, 20, 22), 0)
+    assert preset.train.lr_milestones == (9, 10, 11)
 
 
 def test_command_line_takes_the_workdirs_values_unless_given(tmp_path):

@@ -67,6 +67,10 @@ def test_writes_every_output(bench: Layout):
         assert kept.exists() == name.startswith("reference"), name  # retrains' are deleted
     assert retrain.load(bench, "subset-000")[0]["n_train"] == 32
     assert retrain.load(bench, "remove-tracin-top-10")[0]["n_train"] == 58  # 64 - round(6.4)
+    # The `steps` budget: a half-subset trains twice the epochs, so a full-data run's steps.
+    reference, subset = (retrain.load(bench, n)[0] for n in ("reference-seed0", "subset-000"))
+    assert (reference["epochs"], subset["epochs"]) == (1, 2)
+    assert subset["steps"] == reference["steps"] == 4  # 64 examples in batches of 16
 
 
 def test_resume_skips_finished_runs_and_grows_the_plan(bench: Layout, monkeypatch):
@@ -116,6 +120,27 @@ def test_a_lost_outcome_is_retrained_to_the_same_numbers(bench: Layout):
     assert again["val"] == record["val"] and again["digest"] == record["digest"]
     for key, values in per_J.items():
         np.testing.assert_array_equal(again_J[key], values)
+
+
+def test_an_outcome_of_another_budget_is_refused_and_its_scratch_restarted(bench: Layout):
+    record, per_J = retrain.load(bench, "subset-002")
+    outcome = bench.run("subset-002") / "outcome.json"
+    outcome.write_text(json.dumps({**record, "epochs": 1}))
+    with pytest.raises(retrain.StaleOutcomeError, match="trained for 1 epochs, this run needs 2"):
+        benchmark.run(CONFIG, bench, progress=False)
+    # Deleted, and its scratch made to look like an interrupted run of 1 epoch: it is not
+    # resumed (a config mismatch) but trained again, to the same numbers.
+    shutil.rmtree(bench.run("subset-002"))
+    scratch = bench.train("subset-002")
+    (scratch / "result.json").unlink()
+    saved = json.loads((scratch / "config.json").read_text())
+    saved["preset"]["train"]["epochs"] = 1
+    (scratch / "config.json").write_text(json.dumps(saved))
+    counts = benchmark.run(CONFIG, bench, progress=False)
+    assert counts == {"trained": 1, "skipped": len(RUNS) - 1, "pending": 0}
+    again, again_J = retrain.load(bench, "subset-002")
+    assert again["val"] == record["val"] and again["epochs"] == 2
+    np.testing.assert_array_equal(again_J["plan_ade"], per_J["plan_ade"])
 
 
 def test_report_from_the_workdir(bench: Layout, tmp_path: Path):
