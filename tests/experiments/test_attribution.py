@@ -16,6 +16,7 @@ rebuild `attribution.md` with the second command (and delete the figure folder i
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import attribute
+from experiments import attribute, probe_retrain
 from experiments.attribution import analysis, benchmark, document, lds, noise, subsets
 from experiments.attribution.config import AttributionConfig, ConfigError
 
@@ -203,6 +204,21 @@ def test_retrain_budget_gives_a_subset_a_full_runs_steps():
     scheduled = spec.schedule(preset).train
     assert (scheduled.epochs, scheduled.lr_milestones, scheduled.seed) == (24, (18, 20, 22), 0)
     assert preset.train.lr_milestones == (9, 10, 11)
+
+
+def test_probe_retrain_overrides_only_the_schedule():
+    base = benchmark.resolve_preset(AttributionConfig())
+    flags = ["--seed", "3", "--epochs", "24", "--milestones", "18,20,22", "--lr", "2e-3"]
+    probe = probe_retrain.scheduled(base, probe_retrain.parser().parse_args(flags))
+    assert probe.train == dataclasses.replace(
+        base.train, seed=3, epochs=24, lr_milestones=(18, 20, 22), learning_rate=2e-3
+    )
+    assert (probe.model, probe.data) == (base.model, base.data)
+    unchanged = probe_retrain.scheduled(base, probe_retrain.parser().parse_args([]))
+    assert unchanged.train == dataclasses.replace(base.train, seed=0)
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing
+        probe_retrain.main(["--lr", "0"])
+    assert exit_info.value.code == 2
 
 
 def test_command_line_takes_the_workdirs_values_unless_given(tmp_path):
