@@ -177,6 +177,11 @@ def ready(
     return True
 
 
+def missing_scores(cfg: AttributionConfig, layout: Layout) -> list[str]:
+    """The scorers whose score file is not in the workdir yet."""
+    return [n for n in cfg.scorer_names if not layout.score_file(n).exists()]
+
+
 def ensure_scores(
     cfg: AttributionConfig,
     preset: Preset,
@@ -186,8 +191,7 @@ def ensure_scores(
     progress: bool,
 ) -> None:
     """Stage 3; a reference whose checkpoints are gone (scratch wiped) is trained again first."""
-    missing = [n for n in cfg.scorer_names if not layout.score_file(n).exists()]
-    if not missing:
+    if not missing_scores(cfg, layout):
         return
     specs = reference_specs(cfg)
     for spec in specs:
@@ -253,7 +257,7 @@ def run(
         return all(retrain.finished(layout, s, n, preset) is not None for s in references)
 
     def scored() -> bool:
-        return all(layout.score_file(s).exists() for s in cfg.scorer_names)
+        return not missing_scores(cfg, layout)
 
     # A capped invocation (max_runs) never blocks: it leaves what waits pending.
     waiting = {"wait": wait and max_runs is None, "poll_seconds": poll_seconds}
