@@ -18,8 +18,8 @@ FIGURE = "removal_curves.png"
 
 
 BUDGET_TEXT = {
-    "steps": "a retrain on a subset makes as many optimizer steps (its epochs scaled by the "
-    "training set's size over the subset's, milestones with them)",
+    "steps": "a retrain on a subset makes as many optimizer steps as a full-data run (its epochs "
+    "scaled by the training set's size over the subset's, the milestones with them)",
     "epochs": "a retrain on a subset makes as many passes over it (a half-subset: half the steps)",
 }
 
