@@ -157,6 +157,18 @@ def full_data(w: Workdir) -> dict[str, Any] | None:
     return {"val": record["val"], "test": record["test"], "references": by_seed}
 
 
+def retrained(w: Workdir) -> dict[str, dict[str, list[float]]]:
+    """Val and test plan ADE of every finished retrain, by kind (subset, ceiling, removal): did
+    the retrains learn, not only the full-data model?"""
+    out: dict[str, dict[str, list[float]]] = {}
+    for record, _ in w.runs.values():
+        if record["kind"] != "reference":
+            by_split = out.setdefault(record["kind"], {"val": [], "test": []})
+            by_split["val"].append(record["val"]["plan_ade"])
+            by_split["test"].append(record["test"].get("plan_ade", float("nan")))
+    return out
+
+
 def removal_rows(w: Workdir) -> list[dict[str, Any]]:
     """Every finished removal: scorer, side, fraction, val and test plan ADE, and their deltas
     against the full-data model (positive: removing those examples hurt)."""
@@ -213,6 +225,7 @@ def summarize(w: Workdir) -> dict[str, Any]:
             for name, (per_N, _, _) in w.scores.items()
         },
         "full_data": full_data(w),
+        "retrained": retrained(w),
         "baselines": w.baselines,
         "timing": timing(w),
     }

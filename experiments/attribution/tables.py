@@ -75,6 +75,14 @@ def models_table(summary: dict[str, Any]) -> str:
             for split in ("val", "test"):
                 row[f"{split} plan ADE"] = stats.format_mean_sd([v[split] for v in refs.values()])
             rows.append(row)
+    retrained = summary.get("retrained", {})
+    for kind in [k for k in ("subset", "ceiling", "removal") if k in retrained]:
+        by_split = retrained[kind]
+        row = {"model": f"{kind} retrains, {len(by_split['val'])} runs (mean ± SD; range)"}
+        for split in ("val", "test"):
+            v = by_split[split]
+            row[f"{split} plan ADE"] = f"{stats.format_mean_sd(v)}; {min(v):.2f}-{max(v):.2f}"
+        rows.append(row)
     for planner, by_split in sorted(summary["baselines"].items()):
         row = {"model": f"({planner.replace('_', ' ')})"}
         for split in ("val", "test"):
@@ -90,12 +98,28 @@ def learned_text(summary: dict[str, Any]) -> str:
         return "_The full-data model or the baselines are not there yet._\n"
     ratio = full["val"]["plan_ade"] / route["val"]["plan_ade"]
     if ratio < 1:
-        return f"The full-data model's val plan ADE is {ratio:.2f}x route following's.\n"
+        return (
+            f"The full-data model's val plan ADE is {ratio:.2f}x route following's."
+            + retrains_learned(summary, route["val"]["plan_ade"])
+            + "\n"
+        )
     return (
         f"**The full-data model does not beat route following** (val plan ADE {ratio:.2f}x route following's): "
         "it has not learned to plan, so the retrained outcomes below are mostly training noise "
         "and no scorer can be judged by them.\n"
     )
+
+
+def retrains_learned(summary: dict[str, Any], route_val: float) -> str:
+    """' k of n retrains (...) beat route following on val.', or '' before any retrain."""
+    val = [v for by_split in summary.get("retrained", {}).values() for v in by_split["val"]]
+    if not val:
+        return ""
+    beat = sum(v < route_val for v in val)
+    text = f" {beat} of {len(val)} retrains beat route following on val"
+    if beat < len(val):
+        text += f" (the worst reached {max(val) / route_val:.2f}x)"
+    return text + "."
 
 
 def scorer_table(summary: dict[str, Any]) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 from experiments import attribute, probe_retrain
-from experiments.attribution import analysis, benchmark, document, lds, noise, subsets
+from experiments.attribution import analysis, benchmark, document, lds, noise, subsets, tables
 from experiments.attribution.config import AttributionConfig, ConfigError
 
 SAMPLE = Path(__file__).parent / "attribution_sample"
@@ -254,6 +254,13 @@ def test_a_shard_waits_on_another_only_when_asked(capsys):
 
 
 # ----------------------------------------------------------------------------- the report
+
+
+def test_the_report_says_how_many_retrains_learned():
+    summary = {"retrained": {"subset": {"val": [3.0, 6.0]}, "removal": {"val": [4.0]}}}
+    text = tables.retrains_learned(summary, route_val=5.0)
+    assert text == " 2 of 3 retrains beat route following on val (the worst reached 1.20x)."
+    assert tables.retrains_learned({"retrained": {}}, route_val=5.0) == ""
 
 
 def test_report_from_the_committed_sample_equals_the_committed_report(tmp_path):
