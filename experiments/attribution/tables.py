@@ -116,10 +116,11 @@ def retrains_learned(summary: dict[str, Any], route_val: float) -> str:
     if not val:
         return ""
     beat = sum(v < route_val for v in val)
-    text = f" {beat} of {len(val)} retrains beat route following on val"
-    if beat < len(val):
-        text += f" (the worst reached {max(val) / route_val:.2f}x)"
-    return text + "."
+    worst, median = max(val) / route_val, float(np.median(val)) / route_val
+    return (
+        f" {beat} of {len(val)} retrains beat route following on val (median {median:.2f}x, "
+        f"worst {worst:.2f}x)."
+    )
 
 
 def scorer_table(summary: dict[str, Any]) -> str:

@@ -259,7 +259,7 @@ def test_a_shard_waits_on_another_only_when_asked(capsys):
 def test_the_report_says_how_many_retrains_learned():
     summary = {"retrained": {"subset": {"val": [3.0, 6.0]}, "removal": {"val": [4.0]}}}
     text = tables.retrains_learned(summary, route_val=5.0)
-    assert text == " 2 of 3 retrains beat route following on val (the worst reached 1.20x)."
+    assert text == " 2 of 3 retrains beat route following on val (median 0.80x, worst 1.20x)."
     assert tables.retrains_learned({"retrained": {}}, route_val=5.0) == ""
 
 
