@@ -107,7 +107,7 @@ def config_from(args: argparse.Namespace) -> AttributionConfig:
     """The flags given, else the workdir's saved values, else the defaults."""
     saved_path = Path(args.workdir) / CONFIG
     saved = json.loads(saved_path.read_text())["attribution"] if saved_path.exists() else None
-    values = AttributionConfig.from_dict(saved).to_dict() if saved else {}
+    values = AttributionConfig.from_saved(saved).to_dict() if saved else {}
     for f in dataclasses.fields(AttributionConfig):
         given = getattr(args, f.name, None)
         if given is not None:

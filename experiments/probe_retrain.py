@@ -26,7 +26,7 @@ from experiments.attribution import subsets
 from experiments.attribution.benchmark import resolve_preset
 from experiments.attribution.config import AttributionConfig
 from gf_jax import cli, runtime, train
-from gf_jax.config import Preset
+from gf_jax.config import Preset, scale_milestones
 from gf_jax.data import store
 
 
@@ -54,6 +54,9 @@ def scheduled(preset: Preset, args: argparse.Namespace) -> Preset:
         changes["warmup_steps"] = args.warmup
     if args.milestones is not None:
         changes["lr_milestones"] = tuple(int(m) for m in args.milestones.split(",") if m)
+    elif args.epochs is not None:  # as the benchmark does: the milestones move with the epochs
+        t = preset.train
+        changes["lr_milestones"] = scale_milestones(t.lr_milestones, t.epochs, args.epochs)
     return dataclasses.replace(preset, train=dataclasses.replace(preset.train, **changes))
 
 
@@ -66,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     n = len(splits["train"])
     mask_N = subsets.subset_mask(n, cfg.subset_fraction, cfg.seed, args.subset)
     t = preset.train
-    name = f"s{args.subset}-seed{args.seed}-lr{t.learning_rate:g}-w{t.warmup_steps}-e{t.epochs}"
+    milestones = "_".join(map(str, t.lr_milestones))
+    name = f"s{args.subset}-seed{args.seed}-lr{t.learning_rate:g}-w{t.warmup_steps}"
+    name += f"-e{t.epochs}-m{milestones}"
     fitted = train.fit(
         preset, splits["train"], splits["val"], splits["test"],
         workdir=Path(args.workdir) / name, sampling=np.flatnonzero(mask_N), overwrite=True,

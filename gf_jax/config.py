@@ -231,13 +231,15 @@ PRESETS: dict[str, Preset] = {
     # plan ADE 5.51 on this validation split), the cpu model at half its width and one encoder
     # layer on 2,048 scenarios, 12 epochs (1,536 steps of 16), x0.5 at epochs 9, 10, 11:
     #   lr 1e-3: five full-data runs 3.68-4.77; half-subset retrains with the same passes (768
-    #   steps) mostly stayed near route following (five of seven at 5.18-6.00), and even with
+    #   steps) mostly stayed near route following (six of eight at 5.18-6.00), and even with
     #   the full 1,536 steps one of three such subsets stayed there (5.36; the others 3.52, 3.63).
     #   lr 2e-3 with 128 warm-up steps, half-subsets at 1,536 steps: those three hard cases
     #   (subsets 0, 1, 3, the seeds whose 768-step runs stalled) learned: 3.81, 3.55, 3.00. (2e-3
     #   without warm-up reached 6.92 in an earlier probe, and 3e-3 with 256 warm-up steps in
     #   768 steps 5.47.)
-    # The benchmark gives every retrain a full-data run's steps (`AttributionConfig`).
+    # The benchmark gives every retrain about a full-data run's steps (`AttributionConfig`).
+    # The warm-up spans the first epoch (128 steps), whose checkpoint TracIn still weights by
+    # the epoch's rate after warm-up (2e-3; its steps averaged about 1e-3).
     "attribution": Preset(
         "attribution",
         ModelConfig(dim=32, heads=2, ffn_dim=128, encoder_layers=1, decoder_levels=1),

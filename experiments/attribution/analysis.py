@@ -66,7 +66,7 @@ def load(root: str | Path) -> Workdir:
         masks_RxN = np.unpackbits(z["packed"], axis=1, count=n).astype(bool)
     with np.load(layout.split, allow_pickle=False) as z:
         corrupted_N = z["corrupted"].astype(bool)
-    cfg = AttributionConfig.from_dict(config["attribution"])
+    cfg = AttributionConfig.from_saved(config["attribution"])
     named = {
         name: scorers.load(layout.score_file(name))
         for name in cfg.scorer_names

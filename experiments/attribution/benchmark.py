@@ -74,7 +74,7 @@ def check_workdir(layout: Layout, described: dict) -> None:
     if not layout.config.exists():
         return
     saved = json.loads(layout.config.read_text())
-    saved_cfg = AttributionConfig.from_dict(saved["attribution"])
+    saved_cfg = AttributionConfig.from_saved(saved["attribution"])
     wanted_cfg = AttributionConfig.from_dict(described["attribution"])
     differ = [k for k, v in wanted_cfg.identity().items() if saved_cfg.identity()[k] != v]
     differ += [k for k in ("preset", "data") if saved.get(k) != described[k]]

@@ -8,8 +8,8 @@ removal is compared with), every retrain with `seed` (so it starts from the full
 initialisation), and the noise-ceiling repeats with `seed + 1`.
 
 Two kinds of field. The `IDENTITY` fields decide what every stored output means (the preset, the
-data, the seed, the subset size, the scorers' settings): a workdir holding outputs made with other
-values is refused. The rest only decide how much is done (how many subsets, which removals) or
+data, the seed, the subset size, the retrain budget, the scorers' settings): a workdir holding
+outputs made with other values is refused. The rest only decide how much is done (how many subsets, which removals) or
 how it is summarised (bootstrap), so they may change between invocations: `--subsets 100` after
 a run with 50 adds 50 more and keeps the first 50.
 """
@@ -36,11 +36,14 @@ EXAMPLE_SCORERS = (
 )
 SCORERS = PAIR_SCORERS + EXAMPLE_SCORERS
 RETRAIN_BUDGETS = ("steps", "epochs")
+# Fields added after workdirs were saved without them, with the behaviour those workdirs ran.
+SAVED_BEFORE = {"retrain_budget": "epochs"}
 # The ends of a score that the removal curves cut: the highest, then the lowest.
 SCORE_SIDES = ("top", "bottom")
 IDENTITY = (
     "preset",
     "epochs",
+    "retrain_budget",
     "data",
     "noise",
     "seed",
@@ -77,10 +80,11 @@ class AttributionConfig:
       preset: the gf_jax preset every model is trained with (`attribution`: small enough to
         retrain ~100 times).
       epochs: override of the preset's epoch count (milestones scale); None: the preset's.
-      retrain_budget: how long a retrain on a subset trains. `steps`: as many optimizer steps as
-        a full-data run (its epochs, and milestones, scaled by n_train / n_kept: a half-subset
-        trains twice the epochs); `epochs`: as many passes over its subset as a full-data run
-        over everything (so half the steps). `epochs` left most half-subset retrains of the
+      retrain_budget: how long a retrain on a subset trains. `steps`: about as many optimizer
+        steps as a full-data run (its epochs, and milestones, scaled by n_train / n_kept and
+        rounded: a half-subset trains twice the epochs); `epochs`: as many passes over its subset
+        as a full-data run over everything (so half the steps). Workdirs saved before this field
+        existed ran `epochs`. `epochs` left most half-subset retrains of the
         `attribution` preset at the loss plateau (README), hence `steps`.
       data: data source (`DataConfig.source`); None: the preset's procedural world.
       noise: fraction of corrupted training futures; None: the preset's (5 %).
@@ -218,6 +222,11 @@ class AttributionConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (tuples become lists)."""
         return json_ready(dataclasses.asdict(self))
+
+    @classmethod
+    def from_saved(cls, d: dict[str, Any]) -> AttributionConfig:
+        """A workdir's saved config; a field it predates takes the value it was run with."""
+        return cls.from_dict({**SAVED_BEFORE, **d})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AttributionConfig:

@@ -18,8 +18,9 @@ FIGURE = "removal_curves.png"
 
 
 BUDGET_TEXT = {
-    "steps": "a retrain on a subset makes as many optimizer steps as a full-data run (its epochs "
-    "scaled by the training set's size over the subset's, the milestones with them)",
+    "steps": "a retrain on a subset makes about as many optimizer steps as a full-data run (its "
+    "epochs scaled by the training set's size over the subset's and rounded, the milestones "
+    "with them)",
     "epochs": "a retrain on a subset makes as many passes over it (a half-subset: half the steps)",
 }
 

@@ -1,9 +1,9 @@
 """One retrain of the benchmark: train on a set of examples, record its per-scenario outcome.
 
 A `RunSpec` names the run, the training seed and the examples it trains on (None: all). `retrain`
-is resumable at two levels: a run whose outcome files exist is skipped (its recorded indices must
-match, or the outcome is stale and refused), and an interrupted `fit` resumes from its last
-checkpoint. Subsets train with `gf_jax.train.fit(sampling=indices)`: each epoch is a shuffled
+is resumable at two levels: a run whose outcome files exist is skipped (its recorded indices and
+epochs must match, or the outcome is stale and refused), and an interrupted `fit` resumes from
+its last checkpoint (scratch saved under another configuration is started over). Subsets train with `gf_jax.train.fit(sampling=indices)`: each epoch is a shuffled
 pass over the subset. Repeated fits in one process reuse the compiled train and eval steps
 (`gf_jax.steps.compiled_steps` is cached per config pair; measured on the tiny preset: the first
 fit 157 s on busy cores, the next ones 8.5 s, of which 3.2 s are checkpoint writes).
@@ -29,7 +29,7 @@ from experiments.attribution.layout import OUTCOME_JSON, OUTCOME_NPZ, Layout
 from gf_jax import atomic, train
 from gf_jax import workdir as workdir_lib
 from gf_jax.checkpoint import CheckpointStore
-from gf_jax.config import Preset, scale_milestones
+from gf_jax.config import Preset, scale_milestones, to_dict
 from gf_jax.data.schema import ScenarioSet
 
 
@@ -96,9 +96,11 @@ def finished(layout: Layout, spec: RunSpec, n_train: int, preset: Preset) -> dic
             "(the scores or subsets changed); delete the folder to retrain it"
         )
     epochs = spec.schedule(preset).train.epochs
-    if record.get("epochs") != epochs:
+    # Outcomes recorded before "epochs" was kept trained the preset's (the `epochs` budget).
+    recorded = record.get("epochs", preset.train.epochs)
+    if recorded != epochs:
         raise StaleOutcomeError(
-            f"{layout.run(spec.name)}: trained for {record.get('epochs', 'unrecorded')} epochs, "
+            f"{layout.run(spec.name)}: trained for {recorded} epochs, "
             f"this run needs {epochs} (the retrain budget changed); delete the folder to "
             "retrain it"
         )
@@ -123,8 +125,8 @@ def fit(
         # Finished, but its checkpoints were deleted before its outcome was kept (the workdir
         # was copied without this run): the outcome needs the parameters, so train it again.
         overwrite = True
-    if _saved_epochs(folder) not in (None, seeded.train.epochs):
-        # Scratch left by a run under another retrain budget: nothing in it can be resumed.
+    if _saved_preset(folder) not in (None, json.loads(json.dumps(to_dict(seeded)))):
+        # Scratch left by a run under another schedule or preset: nothing in it can be resumed.
         overwrite = True
     return train.fit(
         seeded,
@@ -141,12 +143,12 @@ def fit(
     )
 
 
-def _saved_epochs(folder: Path) -> int | None:
-    """The epochs of the run saved in scratch `folder`, None if there is none."""
+def _saved_preset(folder: Path) -> dict[str, Any] | None:
+    """The preset of the run saved in scratch `folder`, None if there is none."""
     path = folder / workdir_lib.CONFIG_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())["preset"]["train"]["epochs"]
+    return json.loads(path.read_text())["preset"]
 
 
 def retrain(

@@ -26,8 +26,18 @@ import numpy as np
 import pytest
 
 from experiments import attribute, probe_retrain
-from experiments.attribution import analysis, benchmark, document, lds, noise, subsets, tables
+from experiments.attribution import (
+    analysis,
+    benchmark,
+    document,
+    lds,
+    noise,
+    retrain,
+    subsets,
+    tables,
+)
 from experiments.attribution.config import AttributionConfig, ConfigError
+from experiments.attribution.layout import Layout
 
 SAMPLE = Path(__file__).parent / "attribution_sample"
 
@@ -195,6 +205,7 @@ def test_retrain_budget_gives_a_subset_a_full_runs_steps():
     assert steps.retrain_epochs(12, 2048, 1024) == 24  # a half-subset: twice the passes
     assert steps.retrain_epochs(12, 2048, 1946) == 13  # 5 % removed: 12.6 rounded
     assert steps.retrain_epochs(12, 2048, 2048) == 12
+    assert steps.retrain_epochs(12, 2048, 1638) == 15  # 20 % removed: 15.0
     epochs = AttributionConfig(retrain_budget="epochs")
     assert epochs.retrain_epochs(12, 2048, 1024) == 12
     assert steps.removal_count == 3 * (5 * 2 + 3)
@@ -204,6 +215,28 @@ def test_retrain_budget_gives_a_subset_a_full_runs_steps():
     scheduled = spec.schedule(preset).train
     assert (scheduled.epochs, scheduled.lr_milestones, scheduled.seed) == (24, (18, 20, 22), 0)
     assert preset.train.lr_milestones == (9, 10, 11)
+    removal = dataclasses.replace(spec, epochs=15).schedule(preset).train
+    assert removal.lr_milestones == (11, 12, 14)  # 11.25, 12.5, 13.75 rounded half to even
+    # The budget is part of a workdir's identity; one saved before it existed ran `epochs`.
+    assert "retrain_budget" in steps.identity()
+    legacy = {k: v for k, v in steps.to_dict().items() if k != "retrain_budget"}
+    assert AttributionConfig.from_saved(legacy).retrain_budget == "epochs"
+
+
+def test_an_outcome_is_refused_when_trained_for_other_epochs(tmp_path):
+    preset = benchmark.resolve_preset(AttributionConfig(preset="tiny"))  # 4 epochs
+    layout = Layout(tmp_path / "work", tmp_path / "scratch")
+    idx = np.arange(0, 64, 2)
+    record = {"digest": subsets.digest(idx), "val": {}}  # recorded before "epochs" was kept
+    retrain.write(layout.run("subset-000"), record, {"loss": np.zeros(3)})
+    as_recorded = retrain.RunSpec("subset-000", "subset", 0, idx)
+    assert retrain.finished(layout, as_recorded, 64, preset) == record  # the preset's 4 epochs
+    doubled = dataclasses.replace(as_recorded, epochs=8)
+    with pytest.raises(retrain.StaleOutcomeError, match="trained for 4 epochs, this run needs 8"):
+        retrain.finished(layout, doubled, 64, preset)
+    other = retrain.RunSpec("subset-000", "subset", 0, np.arange(1, 64, 2))
+    with pytest.raises(retrain.StaleOutcomeError, match="other examples"):
+        retrain.finished(layout, other, 64, preset)
 
 
 def test_probe_retrain_overrides_only_the_schedule():
@@ -216,6 +249,8 @@ def test_probe_retrain_overrides_only_the_schedule():
     assert (probe.model, probe.data) == (base.model, base.data)
     unchanged = probe_retrain.scheduled(base, probe_retrain.parser().parse_args([]))
     assert unchanged.train == dataclasses.replace(base.train, seed=0)
+    longer = probe_retrain.scheduled(base, probe_retrain.parser().parse_args(["--epochs", "24"]))
+    assert longer.train.lr_milestones == (18, 20, 22)  # moved with the epochs, as in the benchmark
     with pytest.raises(SystemExit) as exit_info:  # refused while parsing
         probe_retrain.main(["--lr", "0"])
     assert exit_info.value.code == 2

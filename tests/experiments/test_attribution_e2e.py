@@ -128,11 +128,14 @@ def test_an_outcome_of_another_budget_is_refused_and_its_scratch_restarted(bench
     outcome.write_text(json.dumps({**record, "epochs": 1}))
     with pytest.raises(retrain.StaleOutcomeError, match="trained for 1 epochs, this run needs 2"):
         benchmark.run(CONFIG, bench, progress=False)
-    # Deleted, and its scratch made to look like an interrupted run of 1 epoch: it is not
-    # resumed (a config mismatch) but trained again, to the same numbers.
+    # Deleted, and its scratch made to look like an interrupted run of 1 epoch (a checkpoint
+    # and that config): it is not resumed (a config mismatch) but trained again, to the same
+    # numbers.
     shutil.rmtree(bench.run("subset-002"))
     scratch = bench.train("subset-002")
     (scratch / "result.json").unlink()
+    shutil.rmtree(scratch / "checkpoints", ignore_errors=True)
+    shutil.copytree(bench.train("reference-seed0") / "checkpoints", scratch / "checkpoints")
     saved = json.loads((scratch / "config.json").read_text())
     saved["preset"]["train"]["epochs"] = 1
     (scratch / "config.json").write_text(json.dumps(saved))
