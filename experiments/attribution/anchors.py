@@ -19,7 +19,8 @@ TEXT = (
 
 # (method, what, published value, task and source)
 ROWS = (
-    ("TracIn / gradient dot", "LDS", "0.07-0.13", "CIFAR-2 ResNet-9, nanoGPT, MusicTransformer (TRAK paper, dattri)"),
+    ("TracIn / gradient dot", "LDS", "0.07-0.13",
+     "CIFAR-2 ResNet-9, nanoGPT, MusicTransformer (TRAK paper, dattri)"),
     ("gradient cosine", "LDS", "0.075", "CIFAR-2 ResNet-9 (dattri)"),
     ("TRAK, 1 / 10 / 50 models", "LDS", "0.10 / 0.26 / 0.37", "CIFAR-2 ResNet-9 (TRAK paper)"),
     ("TRAK, 50 models", "LDS", "0.23-0.37", "CIFAR-2, nanoGPT, MusicTransformer"),

@@ -113,29 +113,41 @@ def reference_specs(cfg: AttributionConfig) -> list[RunSpec]:
     ]
 
 
+def full_epochs(cfg: AttributionConfig) -> int:
+    """The epochs of a full-data run, from which every retrain's budget is worked out."""
+    return resolve_preset(cfg).train.epochs
+
+
 def retrain_spec(
-    cfg: AttributionConfig, name: str, kind: str, seed: int, idx: np.ndarray, n: int, **labels
+    cfg: AttributionConfig,
+    epochs_full: int,
+    name: str,
+    kind: str,
+    seed: int,
+    idx: np.ndarray,
+    n: int,
+    **labels,
 ) -> RunSpec:
     """A retrain on examples `idx` of `n`, for as long as `cfg.retrain_budget` gives it."""
-    epochs = cfg.retrain_epochs(resolve_preset(cfg).train.epochs, n, len(idx))
+    epochs = cfg.retrain_epochs(epochs_full, n, len(idx))
     return RunSpec(name, kind, seed, idx, epochs=epochs, labels=labels)
 
 
 def subset_specs(cfg: AttributionConfig, n: int) -> list[RunSpec]:
     """The random subsets (LDS), each followed by its noise-ceiling repeat if it has one."""
-    out = []
+    out, e = [], full_epochs(cfg)
     for r in range(cfg.subsets):
         idx = np.flatnonzero(subsets.subset_mask(n, cfg.subset_fraction, cfg.seed, r))
-        out.append(retrain_spec(cfg, subset_name(r), "subset", cfg.seed, idx, n, subset=r))
+        out.append(retrain_spec(cfg, e, subset_name(r), "subset", cfg.seed, idx, n, subset=r))
         if r < cfg.ceiling_subsets:
             name = ceiling_name(r)
-            out.append(retrain_spec(cfg, name, "ceiling", cfg.ceiling_seed, idx, n, subset=r))
+            out.append(retrain_spec(cfg, e, name, "ceiling", cfg.ceiling_seed, idx, n, subset=r))
     return out
 
 
 def removal_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpec]:
     """The removals by each removal scorer's top and bottom and at random (reads the scores)."""
-    out = []
+    out, e = [], full_epochs(cfg)
     for fraction in cfg.removal_fractions:
         for scorer in cfg.removal_scorers:
             score_N = scorers.load(layout.score_file(scorer))[0]
@@ -143,12 +155,12 @@ def removal_specs(cfg: AttributionConfig, layout: Layout, n: int) -> list[RunSpe
                 idx = subsets.removal_kept(score_N, fraction, side)
                 name = removal_name(scorer, side, fraction)
                 labels = {"scorer": scorer, "side": side, "fraction": fraction}
-                out.append(retrain_spec(cfg, name, "removal", cfg.seed, idx, n, **labels))
+                out.append(retrain_spec(cfg, e, name, "removal", cfg.seed, idx, n, **labels))
         for d in range(cfg.random_removals):
             idx = subsets.random_kept(n, fraction, seed=cfg.seed, draw=d)
             name = random_removal_name(d, fraction)
             labels = {"scorer": subsets.RANDOM_DRAW, "side": "random", "fraction": fraction}
-            out.append(retrain_spec(cfg, name, "removal", cfg.seed, idx, n, **labels, draw=d))
+            out.append(retrain_spec(cfg, e, name, "removal", cfg.seed, idx, n, **labels, draw=d))
     return out
 
 

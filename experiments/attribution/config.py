@@ -9,9 +9,9 @@ initialisation), and the noise-ceiling repeats with `seed + 1`.
 
 Two kinds of field. The `IDENTITY` fields decide what every stored output means (the preset, the
 data, the seed, the subset size, the retrain budget, the scorers' settings): a workdir holding
-outputs made with other values is refused. The rest only decide how much is done (how many subsets, which removals) or
-how it is summarised (bootstrap), so they may change between invocations: `--subsets 100` after
-a run with 50 adds 50 more and keeps the first 50.
+outputs made with other values is refused. The rest only decide how much is done (how many
+subsets, which removals) or how it is summarised (bootstrap), so they may change between
+invocations: `--subsets 100` after a run with 50 adds 50 more and keeps the first 50.
 """
 
 from __future__ import annotations

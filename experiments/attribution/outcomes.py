@@ -31,6 +31,8 @@ def per_example(
     `pred_ade` is NaN for a scenario without any valid neighbour (as `gf_jax.metrics`).
     """
     _, eval_fn = steps.compiled_steps(preset.model, preset.train)
-    per_N = evaluate.per_example(params, data, preset.model, batch_size=preset.train.eval_batch_size,
-                                 mesh=mesh, step_fn=eval_fn)  # fmt: skip
+    batch = preset.train.eval_batch_size
+    per_N = evaluate.per_example(
+        params, data, preset.model, batch_size=batch, mesh=mesh, step_fn=eval_fn
+    )
     return {k: np.asarray(per_N[k], np.float32) for k in KEYS}

@@ -3,10 +3,11 @@
 A `RunSpec` names the run, the training seed and the examples it trains on (None: all). `retrain`
 is resumable at two levels: a run whose outcome files exist is skipped (its recorded indices and
 epochs must match, or the outcome is stale and refused), and an interrupted `fit` resumes from
-its last checkpoint (scratch saved under another configuration is started over). Subsets train with `gf_jax.train.fit(sampling=indices)`: each epoch is a shuffled
-pass over the subset. Repeated fits in one process reuse the compiled train and eval steps
-(`gf_jax.steps.compiled_steps` is cached per config pair; measured on the tiny preset: the first
-fit 157 s on busy cores, the next ones 8.5 s, of which 3.2 s are checkpoint writes).
+its last checkpoint (scratch saved under another configuration is started over). Subsets train
+with `gf_jax.train.fit(sampling=indices)`: each epoch is a shuffled pass over the subset.
+Repeated fits in one process reuse the compiled train and eval steps (`gf_jax.steps.
+compiled_steps` is cached per config pair; measured on the tiny preset: the first fit 157 s on
+busy cores, the next ones 8.5 s, of which 3.2 s are checkpoint writes).
 
 The outcome is written in two steps, the arrays then the JSON, so the JSON marks a complete
 outcome; the retrain's checkpoints are deleted afterwards unless kept.
@@ -63,10 +64,14 @@ class RunSpec:
     def digest(self, n_train: int) -> str:
         return subsets.digest(np.arange(n_train) if self.indices is None else self.indices)
 
+    def train_epochs(self, preset: Preset) -> int:
+        """The epochs this run trains for under the benchmark's `preset`."""
+        return preset.train.epochs if self.epochs is None else self.epochs
+
     def schedule(self, preset: Preset) -> Preset:
         """`preset` with this run's seed, and its epochs with the milestones scaled to them."""
         t = preset.train
-        epochs = t.epochs if self.epochs is None else self.epochs
+        epochs = self.train_epochs(preset)
         milestones = scale_milestones(t.lr_milestones, t.epochs, epochs)
         t = dataclasses.replace(t, seed=self.seed, epochs=epochs, lr_milestones=milestones)
         return dataclasses.replace(preset, train=t)
@@ -95,7 +100,7 @@ def finished(layout: Layout, spec: RunSpec, n_train: int, preset: Preset) -> dic
             f"{layout.run(spec.name)}: trained on other examples than this run needs "
             "(the scores or subsets changed); delete the folder to retrain it"
         )
-    epochs = spec.schedule(preset).train.epochs
+    epochs = spec.train_epochs(preset)
     # Outcomes recorded before "epochs" was kept trained the preset's (the `epochs` budget).
     recorded = record.get("epochs", preset.train.epochs)
     if recorded != epochs:
@@ -181,7 +186,7 @@ def retrain(
         "labels": spec.labels,
         "n_train": n_train if spec.indices is None else len(spec.indices),
         "digest": spec.digest(n_train),
-        "epochs": spec.schedule(preset).train.epochs,
+        "epochs": spec.train_epochs(preset),
         "best_epoch": result["best_epoch"],
         "steps": result["steps"],
         "val": {k: result[k] for k in train.METRIC_KEYS},

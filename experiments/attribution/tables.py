@@ -104,7 +104,8 @@ def learned_text(summary: dict[str, Any]) -> str:
             + "\n"
         )
     return (
-        f"**The full-data model does not beat route following** (val plan ADE {ratio:.2f}x route following's): "
+        "**The full-data model does not beat route following** "
+        f"(val plan ADE {ratio:.2f}x route following's): "
         "it has not learned to plan, so the retrained outcomes below are mostly training noise "
         "and no scorer can be judged by them.\n"
     )
