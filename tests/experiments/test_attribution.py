@@ -298,6 +298,37 @@ def test_the_report_says_how_many_retrains_learned():
     assert tables.retrains_learned({"retrained": {}}, route_val=5.0) == ""
 
 
+def test_the_claims_set_removals_against_the_random_removals_and_lds_against_zero():
+    def lds_row(scorer, low, high):
+        return {"scorer": scorer, "ade": None, "loss": {"value": (low + high) / 2,
+                                                        "low": low, "high": high}}  # fmt: skip
+
+    def removal(scorer, side, delta):
+        return {"scorer": scorer, "side": side, "fraction": 0.1, "delta_val": delta}
+
+    summary = {
+        "config": {"attribution": {"removal_fractions": [0.05, 0.1, 0.2]}},
+        "lds": [lds_row("tracin", -0.1, 0.05), lds_row("trak5", 0.02, 0.08)],
+        "ceiling": {"loss": {"value": 0.3, "low": 0.2, "high": 0.4}},
+        "removal": [removal("tracin", "top", 0.3), removal("tracin", "bottom", -0.1),
+                    removal(subsets.RANDOM_DRAW, "random", 0.2),
+                    removal(subsets.RANDOM_DRAW, "random", -0.05)],
+    }  # fmt: skip
+    text = document.pair_claim(summary)
+    assert (
+        "tracin -0.025 [-0.100, 0.050] (includes 0); trak5 0.050 [0.020, 0.080] (above 0)" in text
+    )
+    assert "ceiling on the same target: 0.300 [0.200, 0.400]" in text
+    text = document.removal_claim(summary)
+    assert "(10 % removed" in text
+    assert (
+        "tracin top +0.300, bottom -0.100; 2 random removals of the same size: -0.050 to +0.200"
+        in text
+    )
+    # Nothing is claimed before a removal pair and two random draws have finished.
+    assert document.removal_claim({**summary, "removal": summary["removal"][:3]}) == ""
+
+
 def test_report_from_the_committed_sample_equals_the_committed_report(tmp_path):
     workdir = tmp_path / "sample"
     shutil.copytree(SAMPLE, workdir)
