@@ -93,6 +93,7 @@ class AttributionConfig:
       subset_fraction: each subset's share of the training set, in (0, 1) (0.5 is standard).
       ceiling_subsets: the first this many subsets (all if fewer) are retrained once more with
         seed + 1; the agreement of the two runs bounds any LDS (0: off; 1 is too few to rank).
+        10, because 5 pairs left the aggregate target's interval at [-1, 1].
       reference_runs: full-data runs with seeds seed .. seed + reference_runs - 1; TRAK with m
         models uses the first m of them (>= max(trak_models)).
       trak_models: ensemble sizes of TRAK, one scorer `trak<m>` each (every m >= 1).
@@ -122,7 +123,7 @@ class AttributionConfig:
     seed: int = 0
     subsets: int = 50
     subset_fraction: float = 0.5
-    ceiling_subsets: int = 5
+    ceiling_subsets: int = 10
     reference_runs: int = 5
     trak_models: tuple[int, ...] = (1, 5)
     scorers: tuple[str, ...] = SCORERS
