@@ -72,11 +72,21 @@ def pair_claim(summary: dict[str, Any]) -> str:
         e = by[s]["loss"]
         where = "above 0" if e["low"] > 0 else ("below 0" if e["high"] < 0 else "includes 0")
         parts.append(f"{s} {tables.estimate(e)} ({where})")
-    ceiling = summary.get("ceiling") or {}
-    cap = tables.estimate(ceiling.get("loss"), missing="not measured")
+    agreement = (summary.get("ceiling") or {}).get("loss")
+    noise = "the two seeds' agreement was not measured"
+    if agreement is not None and tables.cap(agreement) == "n/a":
+        noise = (
+            f"two seeds agree at {tables.estimate(agreement)}, no better than chance, so no "
+            "scorer can be expected to reach above 0 against one seed"
+        )
+    elif agreement is not None:
+        noise = (
+            f"two seeds agree at {tables.estimate(agreement)}, so a scorer predicting the "
+            f"seed-averaged outcome exactly would reach {tables.cap(agreement)} against one seed"
+        )
     return (
         "- *Gradient similarity predicts what retraining does*: LDS on each val scenario's "
-        f"loss, {'; '.join(parts)}. Retraining-noise ceiling on the same target: {cap}.\n"
+        f"loss, {'; '.join(parts)}. Retraining noise on the same target: {noise}.\n"
     )
 
 
@@ -181,7 +191,9 @@ DEFINITIONS = """\
   one 0. Targets: each validation scenario's loss (training loss, eval mode, best-val
   checkpoint) and the mean validation plan ADE.
 - Noise ceiling: the same rank correlation between the outcomes of the same subsets trained
-  with two seeds; training noise caps any scorer's LDS near it.
+  with two seeds (their agreement a). Each subset is retrained once, so even a scorer that
+  predicted the seed-averaged outcome exactly would correlate with it at about sqrt(a) (the
+  attenuation of a correlation by measurement noise): the cap the table shows.
 - Scorers (`experiments/attribution/scorers.py`): TracIn = sum_k lr_k <g_i, g_j> over the
   full-data run's epoch checkpoints (best: the best-validation one; dropout: dropout on while
   scoring); cosine = the same with cosines; TRAK-m = the regression-form TRAK over m full-data

@@ -153,10 +153,18 @@ def scorer_table(summary: dict[str, Any]) -> str:
     ceiling = summary["ceiling"]
     if ceiling is not None:
         label = f"(noise ceiling: {ceiling['pairs']} subsets x 2 seeds)"
-        rows.append(
-            {"scorer": label, cols[1]: estimate(ceiling["loss"]), cols[2]: estimate(ceiling["ade"])}
-        )
+        cells = {k: f"{estimate(ceiling[t])}; cap {cap(ceiling[t])}" for k, t in
+                 ((cols[1], "loss"), (cols[2], "ade"))}  # fmt: skip
+        rows.append({"scorer": label, **cells})
     return stats.markdown_table(rows, cols)
+
+
+def cap(agreement: dict[str, Any] | None) -> str:
+    """'≈ 0.27': the LDS a perfect predictor of the seed-averaged outcome would reach against one
+    seed's outcome, sqrt of the two seeds' agreement (attenuation by noise); 'n/a' below 0."""
+    if agreement is None or not math.isfinite(agreement["value"]) or agreement["value"] < 0:
+        return "n/a"
+    return f"≈ {math.sqrt(agreement['value']):.2f}"
 
 
 def removal_table(summary: dict[str, Any]) -> str:

@@ -318,7 +318,12 @@ def test_the_claims_set_removals_against_the_random_removals_and_lds_against_zer
     assert (
         "tracin -0.025 [-0.100, 0.050] (includes 0); trak5 0.050 [0.020, 0.080] (above 0)" in text
     )
-    assert "ceiling on the same target: 0.300 [0.200, 0.400]" in text
+    assert "two seeds agree at 0.300 [0.200, 0.400], so a scorer" in text
+    assert "would reach ≈ 0.55 against one seed" in text
+    chance = {**summary, "ceiling": {"loss": {"value": -0.05, "low": -0.2, "high": 0.1}}}
+    assert "no better than chance, so no scorer" in document.pair_claim(chance)
+    assert tables.cap({"value": -0.1}) == "n/a"
+    assert tables.cap({"value": 0.09}) == "≈ 0.30"
     text = document.removal_claim(summary)
     assert "(10 % removed" in text
     assert (
