@@ -192,8 +192,8 @@ DEFINITIONS = """\
   checkpoint) and the mean validation plan ADE.
 - Noise ceiling: the same rank correlation between the outcomes of the same subsets trained
   with two seeds (their agreement a). Each subset is retrained once, so even a scorer that
-  predicted the seed-averaged outcome exactly would correlate with it at about sqrt(a) (the
-  attenuation of a correlation by measurement noise): the cap the table shows.
+  predicted the seed-averaged outcome exactly would correlate with one seed's outcome at about
+  sqrt(a) (the attenuation of a correlation by measurement noise): the cap the table shows.
 - Scorers (`experiments/attribution/scorers.py`): TracIn = sum_k lr_k <g_i, g_j> over the
   full-data run's epoch checkpoints (best: the best-validation one; dropout: dropout on while
   scoring); cosine = the same with cosines; TRAK-m = the regression-form TRAK over m full-data
