@@ -73,8 +73,9 @@ def pair_claim(summary: dict[str, Any]) -> str:
         where = "above 0" if e["low"] > 0 else ("below 0" if e["high"] < 0 else "includes 0")
         parts.append(f"{s} {tables.estimate(e)} ({where})")
     agreement = (summary.get("ceiling") or {}).get("loss")
+    bound = tables.cap(agreement)
     noise = "the two seeds' agreement was not measured"
-    if agreement is not None and tables.cap(agreement) == "n/a":
+    if agreement is not None and bound == "n/a":
         noise = (
             f"two seeds agree at {tables.estimate(agreement)}, no better than chance, so no "
             "scorer can be expected to reach above 0 against one seed"
@@ -82,7 +83,7 @@ def pair_claim(summary: dict[str, Any]) -> str:
     elif agreement is not None:
         noise = (
             f"two seeds agree at {tables.estimate(agreement)}, so a scorer predicting the "
-            f"seed-averaged outcome exactly would reach {tables.cap(agreement)} against one seed"
+            f"seed-averaged outcome exactly would reach {bound} against one seed"
         )
     return (
         "- *Gradient similarity predicts what retraining does*: LDS on each val scenario's "
